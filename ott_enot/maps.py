@@ -1,0 +1,325 @@
+r"""How the transport maps and the dual potentials come from the two networks.
+
+A :class:`TransportModel` ties together the cost, the parameterisation and the
+two flax modules, and turns parameters into maps and potentials as pure
+functions of ``(params, points[n, d])``. Three parameterisations:
+
+``"twist"`` (cost with an invertible twist, e.g. a
+:class:`~ott.geometry.costs.TICost` with ``h_legendre``): both networks are
+Kantorovich potentials, :math:`f = f_\theta`, :math:`g = g_\omega`, and
+
+.. math::
+
+  T(x) = x - \nabla h^*(\nabla f(x)), \qquad T^{-1}(y) = y + \nabla h^*(-\nabla
+  g(y)),
+
+through :meth:`~ott.geometry.costs.CostFn.twist_operator`.
+
+``"correlation"`` (:class:`~ott.geometry.costs.SqEuclidean` only): training uses
+the cost :math:`-\langle x, y\rangle` and convex potentials
+:math:`\varphi = f_\theta + \tfrac12\|x\|^2`,
+:math:`\psi = g_\omega + \tfrac12\|y\|^2` (a
+:class:`~ott.neural.networks.potentials.BasePotential`, e.g. an ICNN, is used
+as the convex potential as it is, like ott's ``W2NeuralDual`` does). The dual
+variables of the :math:`-\langle x, y\rangle` problem are :math:`-\varphi` and
+:math:`-\psi`; :math:`T = \nabla\varphi`, :math:`T^{-1} = \nabla\psi`, and for
+:math:`c(x, y) = \|x - y\|^2` the Kantorovich potentials are
+:math:`\|x\|^2 - 2\varphi^*` and :math:`\|y\|^2 - 2\psi`.
+
+``"direct"`` (any cost): ``f`` outputs :math:`T(x)` itself; forward only.
+"""
+import dataclasses
+import math
+from typing import Any, Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from flax import linen as nn
+from ott.geometry import costs
+from ott.neural.networks import potentials as ott_potentials
+
+from ott_enot import costs as enot_costs
+
+__all__ = [
+    "TransportModel",
+    "resolve_parameterisation",
+    "check_networks",
+    "outputs_per_point",
+]
+
+Params = Any
+
+
+def resolve_parameterisation(
+    cost_fn: costs.CostFn,
+    parameterisation: Optional[str] = None,
+    is_bidirectional: Optional[bool] = None,
+    use_dot_product: bool = False,
+    f_outputs_map: Optional[bool] = None,
+) -> Tuple[str, bool]:
+  """Choose the parameterisation and whether to alternate directions.
+
+  This is the one place where the user's keywords (ours and ott 0.4.7-0.5.1's
+  ``is_bidirectional`` / ``use_dot_product``) meet the cost's capabilities.
+
+  Args:
+    cost_fn: The ott cost.
+    parameterisation: ``"twist"``, ``"correlation"``, ``"direct"`` or
+      :obj:`None` for the cost's default
+      (:func:`ott_enot.costs.default_parameterisation`).
+    is_bidirectional: Alternate forward and backward steps. :obj:`None`:
+      whenever the parameterisation gives an inverse map.
+    use_dot_product: ott 0.5.1's name for ``parameterisation="correlation"``.
+    f_outputs_map: Whether the user's ``neural_f`` outputs ``d`` numbers per
+      point (:obj:`None` for the default network). When no parameterisation
+      is named, a map-valued ``neural_f`` selects ``"direct"``; so does
+      ``is_bidirectional=False`` with the default network (ott 0.5.1's
+      meaning). A potential-valued ``neural_f`` with ``is_bidirectional=False``
+      keeps the cost's default parameterisation and trains forward steps only
+      (``W2NeuralDual``'s ``back_and_forth=False``).
+
+  Returns:
+    ``(parameterisation, bidirectional)``.
+
+  Raises:
+    ValueError: for a combination the cost cannot do, saying what to use.
+  """
+  supported = enot_costs.supported_parameterisations(cost_fn)
+  name = type(cost_fn).__name__
+  if parameterisation is not None and parameterisation not in (
+      enot_costs.PARAMETERISATIONS
+  ):
+    raise ValueError(
+        f"`parameterisation` must be one of "
+        f"{enot_costs.PARAMETERISATIONS}, got {parameterisation!r}."
+    )
+  if use_dot_product:
+    if parameterisation not in (None, "correlation"):
+      raise ValueError(
+          f"`use_dot_product=True` means parameterisation='correlation', "
+          f"which conflicts with parameterisation={parameterisation!r}; "
+          f"pass only one of them."
+      )
+    parameterisation = "correlation"
+  if parameterisation is None:
+    wants_map = f_outputs_map or (
+        f_outputs_map is None and is_bidirectional is False
+    )
+    parameterisation = "direct" if wants_map else supported[0]
+  if parameterisation not in supported:
+    if parameterisation == "correlation":
+      fix = (
+          "the correlation form (use_dot_product=True) exists only for "
+          "`costs.SqEuclidean()`; use that cost, or drop "
+          "`use_dot_product`/`parameterisation='correlation'`"
+      )
+    else:
+      fix = (
+          f"{name} has no invertible twist; use "
+          f"parameterisation='direct' (or is_bidirectional=False) so that "
+          f"`neural_f` outputs the map itself"
+      )
+    raise ValueError(
+        f"`cost_fn={name}()` does not support parameterisation "
+        f"{parameterisation!r} (it supports {supported}): {fix}."
+    )
+  if parameterisation == "direct":
+    if is_bidirectional:
+      raise ValueError(
+          "`is_bidirectional=True` needs a map in both directions, but the "
+          f"direct map gives only the forward one. Use is_bidirectional=False"
+          + (
+              ", or parameterisation='twist'" if "twist" in supported else
+              f"; {name} has no invertible twist, so it cannot be "
+              f"bidirectional"
+          ) + "."
+      )
+    return parameterisation, False
+  return parameterisation, True if is_bidirectional is None else bool(
+      is_bidirectional
+  )
+
+
+def outputs_per_point(module: nn.Module, dim: int) -> int:
+  """How many numbers ``module`` returns per input point of dimension ``dim``.
+
+  Found by abstract evaluation (:func:`jax.eval_shape`) on a batch of two
+  points, so nothing is compiled or run.
+  """
+  out, _ = jax.eval_shape(
+      lambda: module.init_with_output(jax.random.key(0), jnp.ones((2, dim)))
+  )
+  return math.prod(out.shape) // 2
+
+
+def check_networks(
+    parameterisation: str, neural_f: nn.Module, neural_g: nn.Module, dim: int
+) -> None:
+  """Check that the networks' output shapes fit the parameterisation.
+
+  ``neural_g`` is always a potential (one number per point); ``neural_f`` is a
+  potential too, except for the direct map where it outputs ``dim`` numbers.
+
+  Raises:
+    TypeError: if a network is not a flax module.
+    ValueError: naming the network whose output does not fit, and the fix.
+  """
+  for arg, module in (("neural_f", neural_f), ("neural_g", neural_g)):
+    if not isinstance(module, nn.Module):
+      raise TypeError(
+          f"`{arg}` must be a flax `nn.Module`, got {type(module).__name__}."
+      )
+  want_f = dim if parameterisation == "direct" else 1
+  for arg, module, want in (("neural_f", neural_f, want_f),
+                            ("neural_g", neural_g, 1)):
+    got = outputs_per_point(module, dim)
+    if got == want:
+      continue
+    what = "the map T(x)" if want == dim and want != 1 else "a potential"
+    hint = (
+        f"e.g. `potentials.MLP(dim_hidden=[128, 128, 128, 128, {want}])`"
+    )
+    extra = ""
+    if arg == "neural_f" and got == dim:
+      extra = (
+          " A network that outputs vectors gives the map itself: use "
+          "parameterisation='direct' (is_bidirectional=False)."
+      )
+    raise ValueError(
+        f"`{arg}` returns {got} number(s) per point of dimension {dim}, but "
+        f"with parameterisation={parameterisation!r} it must return {want} "
+        f"({what}); {hint}.{extra}"
+    )
+
+
+def _batched_scalar(
+    module: nn.Module, add_half_sq_norm: bool
+) -> Callable[[Params, jnp.ndarray], jnp.ndarray]:
+
+  def value(params: Params, x: jnp.ndarray) -> jnp.ndarray:
+    out = module.apply({"params": params}, x).reshape(x.shape[0])
+    if add_half_sq_norm:
+      out = out + 0.5 * jnp.sum(x ** 2, axis=-1)
+    return out
+
+  return value
+
+
+def _batched_grad(
+    value: Callable[[Params, jnp.ndarray], jnp.ndarray]
+) -> Callable[[Params, jnp.ndarray], jnp.ndarray]:
+  # networks act row-wise, so the gradient of the sum gives every row's
+  # gradient in one backward pass
+  return lambda params, x: jax.grad(lambda z: value(params, z).sum())(x)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TransportModel:
+  r"""Maps and potentials of ENOT as pure functions of the parameters.
+
+  Static (compared and hashed by identity), so it can sit in the static part
+  of a pytree and be closed over by jitted functions.
+
+  Args:
+    parameterisation: ``"twist"``, ``"correlation"`` or ``"direct"``.
+    cost_fn: The ott cost :math:`c`.
+    neural_f: Module of :math:`f` (a potential, or the map for ``"direct"``).
+    neural_g: Module of the potential :math:`g`.
+    dim: Dimension :math:`d` of the points.
+  """
+  parameterisation: str
+  cost_fn: costs.CostFn
+  neural_f: nn.Module
+  neural_g: nn.Module
+  dim: int
+
+  def __post_init__(self) -> None:
+    corr = self.parameterisation == "correlation"
+
+    def scalar(module):
+      add = corr and not isinstance(module, ott_potentials.BasePotential)
+      return _batched_scalar(module, add_half_sq_norm=add)
+
+    object.__setattr__(self, "_g", scalar(self.neural_g))
+    if self.parameterisation != "direct":
+      object.__setattr__(self, "_f", scalar(self.neural_f))
+
+  # ---- the networks' scalar outputs (phi, psi in correlation form) ----
+
+  def _twist(
+      self, params: Params, x: jnp.ndarray, value, variable: bool
+  ) -> jnp.ndarray:
+    grad = _batched_grad(value)(params, x)
+    if self.parameterisation == "correlation":
+      return grad
+    twist = jax.vmap(self.cost_fn.twist_operator, in_axes=(0, 0, None))
+    return twist(x, grad, variable)
+
+  def forward_map(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """:math:`T(x)`, array ``[n, d] -> [n, d]``."""
+    if self.parameterisation == "direct":
+      return self.neural_f.apply({"params": params_f}, x).reshape(x.shape)
+    return self._twist(params_f, x, self._f, False)
+
+  def inverse_map(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    r""":math:`T^{-1}(y)`, array ``[n, d] -> [n, d]``.
+
+    Raises:
+      ValueError: for the direct map, which has no inverse.
+    """
+    if self.parameterisation == "direct":
+      raise ValueError(
+          "This map was trained with the direct parameterisation (the f "
+          "network outputs T(x)), which has no inverse map. Train with "
+          "parameterisation='twist' or 'correlation' for `forward=False`."
+      )
+    return self._twist(params_g, y, self._g, True)
+
+  # ---- dual variables of the training problem ----
+
+  def _dual(self, value, params: Params, x: jnp.ndarray) -> jnp.ndarray:
+    out = value(params, x)
+    return -out if self.parameterisation == "correlation" else out
+
+  def potential_f(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """Dual variable of the source side in the training problem, ``[n]``."""
+    return self._dual(self._f, params_f, x)
+
+  def potential_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    """Dual variable of the target side in the training problem, ``[n]``."""
+    return self._dual(self._g, params_g, y)
+
+  def training_cost(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    r"""Cost of pairs in the training problem, ``[n, d] x [n, d] -> [n]``.
+
+    :math:`-\langle x_i, y_i\rangle` in correlation form, :math:`c(x_i, y_i)`
+    otherwise.
+    """
+    if self.parameterisation == "correlation":
+      return -jnp.sum(x * y, axis=-1)
+    return jax.vmap(self.cost_fn)(x, y)
+
+  def dual_to_cost(
+      self, x: jnp.ndarray, y: jnp.ndarray, dual: jnp.ndarray
+  ) -> jnp.ndarray:
+    r"""Turn a dual estimate of the training problem into units of ``cost_fn``.
+
+    Correlation form: :math:`\overline{\|x\|^2} + \overline{\|y\|^2} + 2\,
+    \mathrm{dual}`, since :math:`\|x - y\|^2 = \|x\|^2 + \|y\|^2 - 2\langle x,
+    y\rangle`. Identity otherwise.
+    """
+    if self.parameterisation == "correlation":
+      sq = lambda z: jnp.mean(jnp.sum(z ** 2, axis=-1))
+      return sq(x) + sq(y) + 2.0 * dual
+    return dual
+
+  def kantorovich_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    r"""The Kantorovich potential :math:`g` for ``cost_fn``, ``[n, d] -> [n]``.
+
+    :math:`\|y\|^2 - 2\psi(y)` in correlation form, the network otherwise.
+    """
+    out = self.potential_g(params_g, y)
+    if self.parameterisation == "correlation":
+      return jnp.sum(y ** 2, axis=-1) + 2.0 * out
+    return out

@@ -1,0 +1,389 @@
+r"""``ExpectileNeuralDual``: ENOT as a drop-in ott neural dual solver."""
+import functools
+import warnings
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+import optax
+from flax import linen as nn
+from flax.training import train_state
+from ott import utils
+from ott.geometry import costs
+from ott.neural.methods import neuraldual
+from ott.neural.networks import potentials as ott_potentials
+from ott.neural.networks.layers import conjugate as ott_conjugate
+
+from ott_enot import checks, conjugate, maps, potentials, training
+
+__all__ = ["ExpectileNeuralDual"]
+
+Train_t = Dict[Literal["train_logs", "valid_logs"], Dict[str, List[Any]]]
+Callback_t = neuraldual.Callback_t
+_DEFAULT_CONJUGATE = conjugate.ExpectileConjugateSolver()
+
+
+def _warn_unused_w2_options(
+    *, num_inner_iters: int, pos_weights: Optional[bool],
+    beta: Optional[float], amortization_loss: Optional[str],
+    parallel_updates: bool
+) -> None:
+  """Warn about ``W2NeuralDual`` keywords that ENOT accepts but does not use."""
+  ignored = []
+  if num_inner_iters != 1:
+    ignored.append(f"num_inner_iters={num_inner_iters!r}")
+  if pos_weights is not None:
+    ignored.append(f"pos_weights={pos_weights!r}")
+  if beta is not None:
+    ignored.append(f"beta={beta!r}")
+  if amortization_loss not in (None, "objective"):
+    ignored.append(f"amortization_loss={amortization_loss!r}")
+  if not parallel_updates:
+    ignored.append("parallel_updates=False")
+  if ignored:
+    warnings.warn(
+        f"ExpectileNeuralDual ignores the W2NeuralDual option(s) "
+        f"{', '.join(ignored)}: ENOT updates both networks from one gradient "
+        f"with its own (objective) amortisation and uses the networks as "
+        f"given.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+class ExpectileNeuralDual(neuraldual.W2NeuralDual):
+  r"""Expectile-regularised neural optimal transport (ENOT) :cite:`buzun:24`.
+
+  Solves the dual OT problem for a cost :math:`c` between measures
+  :math:`\alpha` and :math:`\beta`,
+
+  .. math::
+
+    \sup_{g} \inf_{T} \; \mathbb{E}_\alpha[c(x, T(x)) - g(T(x))]
+    + \mathbb{E}_\beta[g(y)],
+
+  learning the map :math:`T` (from the network ``neural_f``) and the
+  potential :math:`g` (``neural_g``) jointly. Instead of an exact
+  c-transform, an expectile regression pushes :math:`g` to the feasibility
+  boundary :math:`f(x) + g(y) \le c(x, y)`; the objective is
+  :func:`ott_enot.losses.enot_loss`. With bidirectional training the steps
+  alternate between :math:`(f, g)` on :math:`(x, y)` and :math:`(g, f)` on
+  :math:`(y, x)`, which learns the inverse map as well.
+
+  Drop-in for ott's :class:`~ott.neural.methods.neuraldual.W2NeuralDual` and
+  ott's ``ExpectileNeuralDual`` (0.4.7 to 0.6.0): the positional arguments
+  are those of ott 0.6.0's ``ExpectileNeuralDual``; ott 0.4.7-0.5.1's
+  ``is_bidirectional`` and ``use_dot_product`` and ``W2NeuralDual``'s
+  ``conjugate_solver`` are keywords.
+
+  Args:
+    dim_data: Dimension :math:`d` of the data.
+    neural_f: Flax module for :math:`f`: a potential (one number per point)
+      or, for ``parameterisation="direct"``, the map (``d`` numbers). Any
+      module acting row-wise on ``[n, d]`` works (ott's
+      :class:`~ott.neural.networks.potentials.MLP`,
+      :class:`~ott.neural.networks.potentials.PotentialMLP`,
+      :class:`~ott.neural.networks.icnn.ICNN`, ...). Default: ELU MLP with
+      hidden sizes ``[128] * 4``.
+    neural_g: Flax module for the potential :math:`g` (one number per point).
+    optimizer_f: Optax optimizer of :math:`f`. Default: Adam, ``lr=3e-4``,
+      ``b1=0.9``, ``b2=0.9`` (ott's).
+    optimizer_g: Optax optimizer of :math:`g`. Same default.
+    cost_fn: ott cost. Default :class:`~ott.geometry.costs.SqEuclidean`.
+    expectile: Expectile level :math:`\tau \in (0, 1]`; paper: [0.9, 1.0].
+    expectile_loss_coef: Weight :math:`\lambda \ge 0` of the expectile
+      regulariser; paper: [0.3, 1.0].
+    num_train_iters: Number of training steps.
+    valid_freq: Validate every ``valid_freq`` steps.
+    log_freq: Log every ``log_freq`` steps.
+    logging: Return ``(potentials, logs)`` from :meth:`__call__`.
+    rng: PRNG key for the networks' initialisation.
+    is_bidirectional: Alternate forward and backward steps (ott 0.4.7-0.5.1
+      keyword). :obj:`None`: whenever the parameterisation has an inverse
+      map. With the default networks, ``False`` selects the direct map, as in
+      ott 0.5.1; see :func:`ott_enot.maps.resolve_parameterisation`.
+    use_dot_product: Train in correlation form (ott 0.4.7-0.5.1 keyword),
+      the same as ``parameterisation="correlation"``.
+    parameterisation: How :math:`T` comes from ``neural_f``: ``"twist"``,
+      ``"correlation"`` or ``"direct"`` (see :mod:`ott_enot.maps`).
+      :obj:`None`: the direct map if ``neural_f`` outputs ``d`` numbers per
+      point, else the cost's default
+      (:func:`ott_enot.costs.default_parameterisation`).
+    conjugate_solver: Refinement of the c-transform :math:`f = g^c` (and of
+      the forward map) when the potentials are built, as in
+      ``W2NeuralDual``. Default :class:`~ott_enot.ExpectileConjugateSolver`:
+      none, the amortised map is used as it is. Training never refines.
+    progress_bar: Show a tqdm progress bar while training.
+    back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
+    num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
+      networks are updated from one gradient each step); warns unless 1.
+    pos_weights: ``W2NeuralDual`` option for ICNNs; ENOT uses the networks as
+      given and does not need convexity; warns if set.
+    beta: ``W2NeuralDual`` option (weight penalty); warns if set.
+    amortization_loss: ENOT's amortisation is the ``"objective"`` form
+      (:math:`\mathbb{E}[c(x, T(x)) - g(T(x))]`); warns for ``"regression"``.
+    parallel_updates: ENOT always updates both networks together; warns if
+      ``False``.
+
+  Raises:
+    TypeError, ValueError: for bad arguments, before anything compiles.
+  """
+
+  def __init__(
+      self,
+      dim_data: int,
+      neural_f: Optional[nn.Module] = None,
+      neural_g: Optional[nn.Module] = None,
+      optimizer_f: Optional[optax.GradientTransformation] = None,
+      optimizer_g: Optional[optax.GradientTransformation] = None,
+      cost_fn: Optional[costs.CostFn] = None,
+      expectile: float = 0.99,
+      expectile_loss_coef: float = 1.0,
+      num_train_iters: int = 20000,
+      valid_freq: int = 1000,
+      log_freq: int = 1000,
+      logging: bool = False,
+      rng: Optional[jax.Array] = None,
+      *,
+      is_bidirectional: Optional[bool] = None,
+      use_dot_product: bool = False,
+      parameterisation: Optional[Literal["twist", "correlation",
+                                         "direct"]] = None,
+      conjugate_solver: Optional[ott_conjugate.FenchelConjugateSolver
+                                ] = _DEFAULT_CONJUGATE,
+      progress_bar: bool = True,
+      back_and_forth: Optional[bool] = None,
+      num_inner_iters: int = 1,
+      pos_weights: Optional[bool] = None,
+      beta: Optional[float] = None,
+      amortization_loss: Optional[str] = None,
+      parallel_updates: bool = True,
+  ):
+    _warn_unused_w2_options(
+        num_inner_iters=num_inner_iters,
+        pos_weights=pos_weights,
+        beta=beta,
+        amortization_loss=amortization_loss,
+        parallel_updates=parallel_updates,
+    )
+    if back_and_forth is not None:
+      if is_bidirectional is not None and bool(is_bidirectional) != bool(
+          back_and_forth
+      ):
+        raise ValueError(
+            f"`back_and_forth={back_and_forth}` (W2NeuralDual's name) and "
+            f"`is_bidirectional={is_bidirectional}` disagree; pass one."
+        )
+      is_bidirectional = back_and_forth
+    checks.check_hyperparameters(
+        dim_data=dim_data,
+        expectile=expectile,
+        expectile_loss_coef=expectile_loss_coef,
+        num_train_iters=num_train_iters,
+        valid_freq=valid_freq,
+        log_freq=log_freq,
+        cost_fn=cost_fn,
+        optimizer_f=optimizer_f,
+        optimizer_g=optimizer_g,
+    )
+    if conjugate_solver is not None and not isinstance(
+        conjugate_solver, ott_conjugate.FenchelConjugateSolver
+    ):
+      raise TypeError(
+          "`conjugate_solver` must be an ott `FenchelConjugateSolver` (e.g. "
+          "`conjugate.FenchelConjugateLBFGS()`) or None, got "
+          f"{type(conjugate_solver).__name__}."
+      )
+    self.cost_fn = costs.SqEuclidean() if cost_fn is None else cost_fn
+    f_outputs_map = None
+    if isinstance(neural_f, nn.Module):
+      per_point = maps.outputs_per_point(neural_f, dim_data)
+      f_outputs_map = per_point == dim_data and (
+          dim_data > 1 or is_bidirectional is False
+      )
+    self.parameterisation, bidirectional = maps.resolve_parameterisation(
+        self.cost_fn, parameterisation, is_bidirectional, use_dot_product,
+        f_outputs_map
+    )
+    self.is_bidirectional = bidirectional
+    self.use_dot_product = self.parameterisation == "correlation"
+    self.expectile = float(expectile)
+    self.expectile_loss_coef = float(expectile_loss_coef)
+    self.progress_bar = progress_bar
+    self.dim_data = int(dim_data)
+
+    if optimizer_f is None:
+      optimizer_f = optax.adam(learning_rate=3e-4, b1=0.9, b2=0.9)
+    if optimizer_g is None:
+      optimizer_g = optax.adam(learning_rate=3e-4, b1=0.9, b2=0.9)
+    if neural_f is None:
+      out = dim_data if self.parameterisation == "direct" else 1
+      neural_f = ott_potentials.MLP(
+          dim_hidden=[128, 128, 128, 128, out], act_fn=jax.nn.elu
+      )
+    if neural_g is None:
+      neural_g = ott_potentials.MLP(
+          dim_hidden=[128, 128, 128, 128, 1], act_fn=jax.nn.elu
+      )
+    maps.check_networks(self.parameterisation, neural_f, neural_g, dim_data)
+
+    # W2NeuralDual stores the common attributes and calls `setup`
+    super().__init__(
+        dim_data,
+        neural_f,
+        neural_g,
+        optimizer_f,
+        optimizer_g,
+        num_train_iters=num_train_iters,
+        back_and_forth=bidirectional,
+        valid_freq=valid_freq,
+        log_freq=log_freq,
+        logging=logging,
+        rng=rng,
+        conjugate_solver=conjugate_solver,
+    )
+
+  def setup(
+      self,
+      rng: jax.Array,
+      neural_f: nn.Module,
+      neural_g: nn.Module,
+      dim_data: int,
+      optimizer_f: optax.GradientTransformation,
+      optimizer_g: optax.GradientTransformation,
+  ) -> None:
+    """Initialise the networks' train states and the step functions."""
+    self.model = maps.TransportModel(
+        self.parameterisation, self.cost_fn, neural_f, neural_g, dim_data
+    )
+    rng_f, rng_g = jax.random.split(utils.default_prng_key(rng), 2)
+    init = lambda module, key, tx: train_state.TrainState.create(
+        apply_fn=module.apply,
+        params=module.init(key, jnp.ones((1, dim_data)))["params"],
+        tx=tx,
+    )
+    self.state = training.ENOTTrainState.create(
+        init(neural_f, rng_f, optimizer_f), init(neural_g, rng_g, optimizer_g)
+    )
+    hparams = {
+        "model": self.model,
+        "expectile": self.expectile,
+        "expectile_loss_coef": self.expectile_loss_coef,
+    }
+    self.step_fns = {
+        forward: jax.jit(
+            functools.partial(training.enot_step, forward=forward, **hparams)
+        ) for forward in (True, False)
+    }
+    self.metrics_fn = jax.jit(functools.partial(training.enot_metrics, **hparams))
+    self.train_fn = self.train_neuraldual
+
+  # ott's W2NeuralDual exposes the two train states as attributes
+  @property
+  def state_f(self) -> train_state.TrainState:
+    """Train state of the ``f`` network."""
+    return self.state.state_f
+
+  @property
+  def state_g(self) -> train_state.TrainState:
+    """Train state of the ``g`` network."""
+    return self.state.state_g
+
+  def __call__(
+      self,
+      trainloader_source: Iterator[jnp.ndarray],
+      trainloader_target: Iterator[jnp.ndarray],
+      validloader_source: Iterator[jnp.ndarray],
+      validloader_target: Iterator[jnp.ndarray],
+      callback: Optional[Callback_t] = None,
+  ) -> Union[potentials.ENOTPotentials, Tuple[potentials.ENOTPotentials,
+                                              Train_t]]:
+    """Train and return the learned potentials.
+
+    Args:
+      trainloader_source: Iterator of source batches ``[n, d]``.
+      trainloader_target: Iterator of target batches ``[n, d]`` (same ``n``).
+      validloader_source: Iterator of source validation batches.
+      validloader_target: Iterator of target validation batches.
+      callback: ``callback(step, potentials)``, called after every step.
+
+    Returns:
+      :class:`~ott_enot.ENOTPotentials`, or ``(potentials, logs)`` if
+      ``logging=True``; ``logs["train_logs"]`` has ``loss_f``, ``loss_g``,
+      ``w_dist``, ``directions``, ``logs["valid_logs"]`` ``loss_f``,
+      ``loss_g``, ``w_dist``.
+
+    Raises:
+      ValueError: for bad batches, before anything compiles.
+      ~ott_enot.TrainingDivergedError: if the loss becomes NaN/inf; the
+        solver then holds the last good state.
+    """
+    logs = self.train_fn(
+        trainloader_source,
+        trainloader_target,
+        validloader_source,
+        validloader_target,
+        callback=callback,
+    )
+    res = self.to_dual_potentials()
+    return (res, logs) if self.logging else res
+
+  def train_neuraldual(
+      self,
+      trainloader_source: Iterator[jnp.ndarray],
+      trainloader_target: Iterator[jnp.ndarray],
+      validloader_source: Iterator[jnp.ndarray],
+      validloader_target: Iterator[jnp.ndarray],
+      callback: Optional[Callback_t] = None,
+  ) -> Train_t:
+    """Train for ``num_train_iters`` steps and return the logs."""
+
+    def keep(state: training.ENOTTrainState) -> None:
+      self.state = state
+
+    _, logs = training.train(
+        self.state,
+        step_fns=self.step_fns,
+        metrics_fn=self.metrics_fn,
+        to_potentials=self._potentials_of,
+        loaders=(
+            trainloader_source, trainloader_target, validloader_source,
+            validloader_target
+        ),
+        dim=self.dim_data,
+        num_train_iters=self.num_train_iters,
+        bidirectional=self.is_bidirectional,
+        log_freq=self.log_freq,
+        valid_freq=self.valid_freq,
+        callback=callback,
+        progress_bar=self.progress_bar,
+        on_state=keep,
+    )
+    return logs
+
+  def _potentials_of(
+      self,
+      state: training.ENOTTrainState,
+      finetune_g: bool = True
+  ) -> potentials.ENOTPotentials:
+    return potentials.ENOTPotentials(
+        state.state_f.params,
+        state.state_g.params,
+        self.model,
+        self.conjugate_solver if finetune_g else None,
+    )
+
+  def to_dual_potentials(
+      self, finetune_g: bool = True
+  ) -> potentials.ENOTPotentials:
+    """The learned potentials and maps.
+
+    Args:
+      finetune_g: Refine the c-transform with ``conjugate_solver`` (ott's
+        ``W2NeuralDual`` name); a no-op with the default solver.
+
+    Returns:
+      :class:`~ott_enot.ENOTPotentials`.
+    """
+    return self._potentials_of(self.state, finetune_g)
