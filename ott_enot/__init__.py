@@ -1,6 +1,22 @@
 """ott-enot: expectile-regularised neural optimal transport for OTT-JAX."""
-from ott_enot import checks, conjugate, costs, losses, maps, potentials, training
+from ott_enot import (
+    checks,
+    conjugate,
+    costs,
+    losses,
+    maps,
+    metrics,
+    potentials,
+    training,
+)
 from ott_enot.conjugate import ExpectileConjugateSolver
+from ott_enot.costs import (
+    SphereGeodesic,
+    SphereGeodesicSq,
+    available_costs,
+    get_cost,
+    register_cost,
+)
 from ott_enot.losses import enot_loss, expectile_loss
 from ott_enot.potentials import ENOTPotentials
 from ott_enot.solver import ExpectileNeuralDual
@@ -13,6 +29,11 @@ __all__ = [
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "TrainingDivergedError",
+    "SphereGeodesic",
+    "SphereGeodesicSq",
+    "get_cost",
+    "register_cost",
+    "available_costs",
     "expectile_loss",
     "enot_loss",
     "costs",
@@ -20,6 +41,7 @@ __all__ = [
     "checks",
     "losses",
     "maps",
+    "metrics",
     "potentials",
     "training",
 ]

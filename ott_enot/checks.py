@@ -12,6 +12,8 @@ import numpy as np
 import optax
 from ott.geometry import costs
 
+from ott_enot import costs as enot_costs
+
 __all__ = ["check_hyperparameters", "check_batch"]
 
 
@@ -86,20 +88,24 @@ def check_hyperparameters(
       )
 
 
-def check_batch(name: str, batch: Any, dim: int) -> np.ndarray:
+def check_batch(
+    name: str, batch: Any, dim: int, on_sphere: bool = False
+) -> np.ndarray:
   """Check one batch of points from a user's iterator.
 
   Args:
     name: The argument the batch came from, for the error message.
     batch: Array-like ``[n, dim]``.
     dim: Expected dimension.
+    on_sphere: Also check that the points are unit vectors.
 
   Returns:
     The batch as an array (a JAX array stays on its device).
 
   Raises:
     TypeError: if it is not a numeric array.
-    ValueError: for a wrong shape, an empty batch or NaN/inf entries.
+    ValueError: for a wrong shape, an empty batch, NaN/inf entries or points
+      off the sphere.
   """
   arr = batch if isinstance(batch, jax.Array) else np.asarray(batch)
   if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(
@@ -120,4 +126,6 @@ def check_batch(name: str, batch: Any, dim: int) -> np.ndarray:
         f"`{name}` yielded a batch with NaN or inf entries; remove or "
         f"impute them before training."
     )
+  if on_sphere:
+    enot_costs.check_on_sphere(name, arr)
   return arr

@@ -256,10 +256,25 @@ class TransportModel:
     twist = jax.vmap(self.cost_fn.twist_operator, in_axes=(0, 0, None))
     return twist(x, grad, variable)
 
+  @property
+  def on_sphere(self) -> bool:
+    """Whether the cost lives on the unit sphere."""
+    return enot_costs.domain_of(self.cost_fn) == "sphere"
+
+  def project(self, y: jnp.ndarray) -> jnp.ndarray:
+    """Onto the cost's domain: normalise rows on the sphere, else identity."""
+    if self.on_sphere:
+      return y / jnp.linalg.norm(y, axis=-1, keepdims=True)
+    return y
+
   def forward_map(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
-    """:math:`T(x)`, array ``[n, d] -> [n, d]``."""
+    """:math:`T(x)`, array ``[n, d] -> [n, d]``.
+
+    The direct map's output is normalised to unit length on the sphere.
+    """
     if self.parameterisation == "direct":
-      return self.neural_f.apply({"params": params_f}, x).reshape(x.shape)
+      out = self.neural_f.apply({"params": params_f}, x).reshape(x.shape)
+      return self.project(out)
     return self._twist(params_f, x, self._f, False)
 
   def inverse_map(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:

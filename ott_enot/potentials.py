@@ -11,6 +11,7 @@ from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import potentials as ott_potentials
 
 from ott_enot import conjugate, maps
+from ott_enot import costs as enot_costs
 
 __all__ = ["ENOTPotentials"]
 
@@ -43,8 +44,8 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     f(x) = c(x, \hat T(x)) - g(\hat T(x)) \approx g^c(x),
 
   with :math:`\hat T` the learned forward map, refined by ``conjugate_solver``
-  (minimising :math:`y \mapsto c(x, y) - g(y)` from :math:`T(x)`) when one that
-  iterates is given. :attr:`f` and :attr:`g` are functions of one point
+  (minimising :math:`y \mapsto c(x, y) - g(y)` from :math:`T(x)`; on the
+  sphere over :math:`y = z / \|z\|`) when one that iterates is given. :attr:`f` and :attr:`g` are functions of one point
   ``[d] -> []``, as in :class:`~ott.problems.linear.potentials.DualPotentials`.
 
   Args:
@@ -91,10 +92,13 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     if solver is None or isinstance(solver, conjugate.ExpectileConjugateSolver):
       return y
     cost_fn, g = self.model.cost_fn, self.g
+    # on the sphere, search over z in R^d and evaluate at z / |z|
+    project = lambda z: self.model.project(z[None])[0]
 
     def refine(x_i: jnp.ndarray, y_i: jnp.ndarray) -> jnp.ndarray:
-      objective = lambda z: cost_fn(x_i, z) - g(z)
-      return solver.solve(objective, jnp.zeros_like(y_i), x_init=y_i).grad
+      objective = lambda z: cost_fn(x_i, project(z)) - g(project(z))
+      z = solver.solve(objective, jnp.zeros_like(y_i), x_init=y_i).grad
+      return project(z)
 
     return jax.vmap(refine)(x, y)
 
@@ -113,6 +117,8 @@ class ENOTPotentials(ott_potentials.DualPotentials):
           f"`{name}` must have shape [n, {dim}] (or [{dim}]), got "
           f"{tuple(arr.shape)}."
       )
+    if self.model.on_sphere:
+      enot_costs.check_on_sphere(name, arr)
     return arr
 
   # ---- public API ----

@@ -352,6 +352,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
             validloader_target
         ),
         dim=self.dim_data,
+        on_sphere=self.model.on_sphere,
         num_train_iters=self.num_train_iters,
         bidirectional=self.is_bidirectional,
         log_freq=self.log_freq,

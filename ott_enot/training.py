@@ -198,16 +198,16 @@ def enot_metrics(
   return metrics
 
 
-def _peek(iterator: Iterator[Any], name: str, dim: int):
+def _peek(iterator: Iterator[Any], name: str, dim: int, on_sphere: bool):
   try:
     first = next(iterator)
   except StopIteration:
     raise ValueError(f"`{name}` is empty: it must yield batches.") from None
-  checks.check_batch(name, first, dim)
+  checks.check_batch(name, first, dim, on_sphere)
   return itertools.chain([first], iterator)
 
 
-def _next_pair(src_it, tgt_it, names, dim):
+def _next_pair(src_it, tgt_it, names, dim, on_sphere):
   try:
     x, y = next(src_it), next(tgt_it)
   except StopIteration:
@@ -216,8 +216,8 @@ def _next_pair(src_it, tgt_it, names, dim):
         f"that yield at least as many batches as `num_train_iters` needs "
         f"(e.g. infinite generators)."
     ) from None
-  x = checks.check_batch(names[0], x, dim)
-  y = checks.check_batch(names[1], y, dim)
+  x = checks.check_batch(names[0], x, dim, on_sphere)
+  y = checks.check_batch(names[1], y, dim, on_sphere)
   if x.shape[0] != y.shape[0]:
     raise ValueError(
         f"`{names[0]}` and `{names[1]}` yielded batches of {x.shape[0]} and "
@@ -239,6 +239,7 @@ def train(
     to_potentials: Callable[[ENOTTrainState], Any],
     loaders: tuple,
     dim: int,
+    on_sphere: bool,
     num_train_iters: int,
     bidirectional: bool,
     log_freq: int,
@@ -262,6 +263,7 @@ def train(
     to_potentials: Builds potentials from a state.
     loaders: ``(train_source, train_target, valid_source, valid_target)``.
     dim: Dimension of the points.
+    on_sphere: Check that batches are unit vectors.
     num_train_iters: Number of steps.
     bidirectional: Alternate directions.
     log_freq: Logging period.
@@ -284,11 +286,11 @@ def train(
            "validloader_target")
   train_src, train_tgt, valid_src, valid_tgt = (iter(it) for it in loaders)
   if num_train_iters > 0:
-    train_src = _peek(train_src, names[0], dim)
-    train_tgt = _peek(train_tgt, names[1], dim)
+    train_src = _peek(train_src, names[0], dim, on_sphere)
+    train_tgt = _peek(train_tgt, names[1], dim, on_sphere)
   if num_train_iters > valid_freq:
-    valid_src = _peek(valid_src, names[2], dim)
-    valid_tgt = _peek(valid_tgt, names[3], dim)
+    valid_src = _peek(valid_src, names[2], dim, on_sphere)
+    valid_tgt = _peek(valid_tgt, names[3], dim, on_sphere)
 
   train_logs = {"loss_f": [], "loss_g": [], "w_dist": [], "directions": []}
   valid_logs = {"loss_f": [], "loss_g": [], "w_dist": []}
@@ -302,7 +304,7 @@ def train(
   with tqdm(total=num_train_iters, disable=not progress_bar) as bar:
     for step in range(num_train_iters):
       forward = not bidirectional or step % 2 == 0
-      x, y = _next_pair(train_src, train_tgt, names[:2], dim)
+      x, y = _next_pair(train_src, train_tgt, names[:2], dim, on_sphere)
       state, metrics = step_fns[forward](state, x, y, np.int32(step))
       if on_state is not None:
         on_state(state)
@@ -314,7 +316,7 @@ def train(
       if callback is not None:
         callback(step, to_potentials(state))
       if step != 0 and step % valid_freq == 0:
-        vx, vy = _next_pair(valid_src, valid_tgt, names[2:], dim)
+        vx, vy = _next_pair(valid_src, valid_tgt, names[2:], dim, on_sphere)
         _append(valid_logs, metrics_fn(state, vx, vy))
       bar.update(1)
   check_diverged(state)

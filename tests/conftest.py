@@ -1,14 +1,24 @@
 """Shared fixtures: small Gaussian pairs with a known Monge map."""
+import os
 from typing import Iterator
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 import matplotlib
 import pytest
+from hypothesis import settings
 
 from ott.tools.gaussian_mixture import gaussian
 
 matplotlib.use("Agg")
+
+# Hypothesis profiles: `ci` (default, fast, derandomised so that every CI run
+# checks the same examples) and `dev` (many random examples). Select with
+# HYPOTHESIS_PROFILE=dev.
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def sampler(g: gaussian.Gaussian, seed: int, batch: int) -> Iterator[jax.Array]:
@@ -53,3 +63,38 @@ class GaussianPair:
 @pytest.fixture(scope="session")
 def pair2() -> GaussianPair:
   return GaussianPair(2)
+
+
+def moons(n: int, seed: int) -> np.ndarray:
+  """Two interleaved half circles in R^2 with a little noise."""
+  rng = np.random.default_rng(seed)
+  t = rng.uniform(0, np.pi, n)
+  upper = rng.random(n) < 0.5
+  x = np.where(upper, np.cos(t), 1.0 - np.cos(t))
+  y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+  pts = np.stack([x - 0.5, y - 0.25], -1) * 2.0
+  return (pts + 0.05 * rng.normal(size=(n, 2))).astype(np.float32)
+
+
+def s_curve(n: int, seed: int) -> np.ndarray:
+  """A 2D "S" curve with a little noise."""
+  rng = np.random.default_rng(seed)
+  t = rng.uniform(-1.5 * np.pi, 1.5 * np.pi, n)
+  pts = np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1.0)], -1) * 1.2
+  return (pts + 0.05 * rng.normal(size=(n, 2))).astype(np.float32)
+
+
+def sphere_cap(n: int, seed: int, mean, spread: float = 0.3) -> np.ndarray:
+  """Points on S^2 around the unit vector `mean` (normalised Gaussian)."""
+  rng = np.random.default_rng(seed)
+  mean = np.asarray(mean, np.float64) / np.linalg.norm(mean)
+  pts = mean + spread * rng.normal(size=(n, 3))
+  return (pts / np.linalg.norm(pts, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def batches(draw, batch: int, seed: int) -> Iterator[np.ndarray]:
+  """Infinite iterator of `draw(batch, seed_i)` with fresh seeds."""
+  i = 0
+  while True:
+    i += 1
+    yield draw(batch, seed * 100_003 + i)
