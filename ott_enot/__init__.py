@@ -3,6 +3,7 @@ from ott_enot import (
     checks,
     conjugate,
     costs,
+    data,
     losses,
     maps,
     metrics,
@@ -10,6 +11,7 @@ from ott_enot import (
     training,
 )
 from ott_enot.conjugate import ExpectileConjugateSolver
+from ott_enot.data import PointCloudStream
 from ott_enot.costs import (
     SphereGeodesic,
     SphereGeodesicSq,
@@ -29,6 +31,7 @@ __all__ = [
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "TrainingDivergedError",
+    "PointCloudStream",
     "SphereGeodesic",
     "SphereGeodesicSq",
     "get_cost",
@@ -37,6 +40,7 @@ __all__ = [
     "expectile_loss",
     "enot_loss",
     "costs",
+    "data",
     "conjugate",
     "checks",
     "losses",

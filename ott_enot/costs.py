@@ -385,6 +385,10 @@ def domain_of(cost_fn: costs.CostFn) -> str:
   return getattr(cost_fn, "domain", "euclidean")
 
 
+# ott costs between Gaussians or time series, not points of R^d
+_STRUCTURED_COSTS = (costs.Bures, costs.UnbalancedBures, costs.SoftDTW)
+
+
 def _overrides(cost_fn: costs.CostFn, name: str, base: type) -> bool:
   return getattr(type(cost_fn), name, None) is not getattr(base, name)
 
@@ -413,12 +417,16 @@ def supported_parameterisations(cost_fn: costs.CostFn) -> Tuple[str, ...]:
     cost_fn: An ott cost function.
 
   Returns:
-    A tuple, a subset of :data:`PARAMETERISATIONS`, most preferred first.
+    A tuple, a subset of :data:`PARAMETERISATIONS`, most preferred first;
+    empty for ott costs between structured objects (``Bures``,
+    ``UnbalancedBures``, ``SoftDTW``), which ENOT cannot learn maps for.
   """
   _check_cost(cost_fn)
   entry = cost_entry(cost_fn)
   if entry is not None:
     return entry.parameterisations
+  if isinstance(cost_fn, _STRUCTURED_COSTS):
+    return ()
   return ("twist", "direct") if has_twist(cost_fn) else ("direct",)
 
 

@@ -87,6 +87,12 @@ def resolve_parameterisation(
   """
   supported = enot_costs.supported_parameterisations(cost_fn)
   name = type(cost_fn).__name__
+  if not supported:
+    raise ValueError(
+        f"`cost_fn={name}` compares structured objects (Gaussians, time "
+        f"series), not points, so ENOT has no parameterisation for it; use a "
+        f"cost between points (see `ott_enot.costs.available_costs()`)."
+    )
   if parameterisation is not None and parameterisation not in (
       enot_costs.PARAMETERISATIONS
   ):

@@ -10,12 +10,13 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 from ott import utils
-from ott.geometry import costs
+from ott.geometry import costs, pointcloud
 from ott.neural.methods import neuraldual
 from ott.neural.networks import potentials as ott_potentials
 from ott.neural.networks.layers import conjugate as ott_conjugate
+from ott.problems.linear import linear_problem
 
-from ott_enot import checks, conjugate, maps, potentials, training
+from ott_enot import checks, conjugate, data, maps, potentials, training
 
 __all__ = ["ExpectileNeuralDual"]
 
@@ -278,6 +279,90 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     }
     self.metrics_fn = jax.jit(functools.partial(training.enot_metrics, **hparams))
     self.train_fn = self.train_neuraldual
+
+  @classmethod
+  def from_geometry(
+      cls,
+      geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem],
+      **kwargs: Any,
+  ) -> "ExpectileNeuralDual":
+    """A solver for ``geom``: cost from ``geom.cost_fn``, dimension from points.
+
+    Args:
+      geom: An ott ``PointCloud`` or a balanced ``LinearProblem`` on one.
+      kwargs: Any other argument of :class:`ExpectileNeuralDual`.
+
+    Returns:
+      The solver; train it with :meth:`fit`.
+    """
+    pc = geom.geom if isinstance(geom, linear_problem.LinearProblem) else geom
+    if not isinstance(pc, pointcloud.PointCloud):
+      raise TypeError(
+          f"`geom` must be an ott `PointCloud` or a `LinearProblem` on one, "
+          f"got {type(pc).__name__}."
+      )
+    if "cost_fn" in kwargs:
+      raise ValueError(
+          "`from_geometry` takes the cost from `geom.cost_fn`; build the "
+          "`PointCloud` with the cost you want instead of passing `cost_fn`."
+      )
+    return cls(int(pc.x.shape[1]), cost_fn=pc.cost_fn, **kwargs)
+
+  def fit(
+      self,
+      geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem],
+      *,
+      batch_size: int = 1024,
+      valid_fraction: float = 0.1,
+      replace: bool = True,
+      rng: Optional[jax.Array] = None,
+      callback: Optional[Callback_t] = None,
+  ) -> Union[potentials.ENOTPotentials, Tuple[potentials.ENOTPotentials,
+                                              Train_t]]:
+    """Train on the points of an ott geometry or balanced linear problem.
+
+    Batches are drawn according to the weights (uniform for a
+    ``PointCloud``, ``a`` and ``b`` for a ``LinearProblem``) from a training
+    split; ``valid_fraction`` of the points are held out for validation (see
+    :class:`~ott_enot.data.PointCloudStream`). The cost matrix is never
+    formed.
+
+    Args:
+      geom: An ott ``PointCloud`` or a balanced ``LinearProblem`` on one, with
+        the solver's cost (e.g. built by :meth:`from_geometry`).
+      batch_size: Points per batch.
+      valid_fraction: Fraction of points held out for validation.
+      replace: Sample with replacement.
+      rng: Key of the split and the sampling; default ``jax.random.key(0)``.
+      callback: As in :meth:`__call__`.
+
+    Returns:
+      As :meth:`__call__`.
+
+    Raises:
+      ValueError: for an unbalanced problem, another cost or dimension than
+        the solver's, or bad points/weights.
+    """
+    stream = data.PointCloudStream.from_any(
+        geom, batch_size=batch_size, valid_fraction=valid_fraction,
+        replace=replace, rng=rng
+    )
+    if stream.dim != self.dim_data:
+      raise ValueError(
+          f"`geom` has points of dimension {stream.dim}, but the solver was "
+          f"built with dim_data={self.dim_data}."
+      )
+    same = type(stream.cost_fn) is type(self.cost_fn) and (
+        jax.tree.structure(stream.cost_fn) == jax.tree.structure(self.cost_fn)
+    )
+    if not same:
+      raise ValueError(
+          f"`geom.cost_fn` is {type(stream.cost_fn).__name__} but the solver "
+          f"was built with {type(self.cost_fn).__name__}; build the solver "
+          f"with `ExpectileNeuralDual.from_geometry(geom, ...)`."
+      )
+    key = jax.random.key(0) if rng is None else rng
+    return self(*stream.loaders(jax.random.fold_in(key, 1)), callback=callback)
 
   # ott's W2NeuralDual exposes the two train states as attributes
   @property
