@@ -341,14 +341,41 @@ class PointCloudStream:
     kx, ky = jax.random.split(key)
     return src.sample(kx), tgt.sample(ky)
 
+  def _measures(self) -> Tuple[WeightedPoints, ...]:
+    return (
+        self.train_source,
+        self.train_target,
+        self.valid_source or self.train_source,
+        self.valid_target or self.train_target,
+    )
+
+  def sample_step(
+      self, key: jax.Array, index: jnp.ndarray, valid: bool = False
+  ) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """The ``index``-th pair of batches of :meth:`loaders` (pure, jittable).
+
+    A fused training loop calls this on the device with the step number (or
+    the validation count) and gets the same batches as the iterators of
+    ``loaders(key)`` yield. Without a validation split, ``valid=True`` samples
+    the training split with the validation keys.
+    """
+    keys = jax.random.split(key, 4)
+    first = 2 if valid else 0
+    measures = self._measures()
+    return tuple(
+        measures[first + j].sample(jax.random.fold_in(keys[first + j], index))
+        for j in (0, 1)
+    )
+
   def loaders(
       self, rng: Optional[jax.Array] = None
   ) -> Tuple[Iterator[jnp.ndarray], ...]:
     """The four iterators :class:`~ott_enot.ExpectileNeuralDual` takes.
 
     ``(train_source, train_target, valid_source, valid_target)``, infinite and
-    deterministic for ``rng`` (default ``jax.random.key(0)``). Without a
-    validation split, the validation iterators repeat the training ones.
+    deterministic for ``rng`` (default ``jax.random.key(0)``); the ``i``-th
+    batches are those of ``sample_step(rng, i)``. Without a validation split,
+    the validation iterators sample the training split.
     """
     key = jax.random.key(0) if rng is None else rng
     keys = jax.random.split(key, 4)
@@ -360,13 +387,8 @@ class PointCloudStream:
         yield draw(measure, jax.random.fold_in(k, i))
         i += 1
 
-    vs = self.valid_source or self.train_source
-    vt = self.valid_target or self.train_target
-    return (
-        iterate(self.train_source, keys[0]),
-        iterate(self.train_target, keys[1]),
-        iterate(vs, keys[2]),
-        iterate(vt, keys[3]),
+    return tuple(
+        iterate(m, k) for m, k in zip(self._measures(), keys)
     )
 
   def tree_flatten(self):  # noqa: D102

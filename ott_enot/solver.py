@@ -1,7 +1,17 @@
 r"""``ExpectileNeuralDual``: ENOT as a drop-in ott neural dual solver."""
 import functools
 import warnings
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    Union,
+)
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +27,7 @@ from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import linear_problem
 
 from ott_enot import checks, conjugate, data, maps, potentials, training
+from ott_enot import costs as enot_costs
 
 __all__ = ["ExpectileNeuralDual"]
 
@@ -51,6 +62,16 @@ def _warn_unused_w2_options(
         UserWarning,
         stacklevel=3,
     )
+
+
+def _stream_sample_step(stream, key, index, valid):
+  return stream.sample_step(key, index, valid)
+
+
+def _stream_batches(payload, i, step):
+  del i
+  stream, key = payload
+  return stream.sample_step(key, step)
 
 
 class ExpectileNeuralDual(neuraldual.W2NeuralDual):
@@ -115,7 +136,13 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       the forward map) when the potentials are built, as in
       ``W2NeuralDual``. Default :class:`~ott_enot.ExpectileConjugateSolver`:
       none, the amortised map is used as it is. Training never refines.
-    progress_bar: Show a tqdm progress bar while training.
+    progress_bar: Show a tqdm progress bar (steps/s, loss) while training.
+    chunk_size: Most training steps fused into one ``lax.scan`` dispatch.
+      ``callback`` is called at the end of each chunk: after step 0, every
+      multiple of ``chunk_size`` and of ``valid_freq``, and the last step
+      (so a ``step % 1000 == 0`` check fires as in ott when ``chunk_size``
+      divides 1000). ``chunk_size=1`` calls it after every step, as ott does.
+      Logs and validation happen at ott's steps whatever the chunk size.
     back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
     num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
       networks are updated from one gradient each step); warns unless 1.
@@ -154,6 +181,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       conjugate_solver: Optional[ott_conjugate.FenchelConjugateSolver
                                 ] = _DEFAULT_CONJUGATE,
       progress_bar: bool = True,
+      chunk_size: int = 100,
       back_and_forth: Optional[bool] = None,
       num_inner_iters: int = 1,
       pos_weights: Optional[bool] = None,
@@ -177,6 +205,11 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
             f"`is_bidirectional={is_bidirectional}` disagree; pass one."
         )
       is_bidirectional = back_and_forth
+    if isinstance(chunk_size, bool) or not isinstance(
+        chunk_size, int
+    ) or chunk_size < 1:
+      raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}.")
+    self.chunk_size = chunk_size
     checks.check_hyperparameters(
         dim_data=dim_data,
         expectile=expectile,
@@ -278,7 +311,19 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         ) for forward in (True, False)
     }
     self.metrics_fn = jax.jit(functools.partial(training.enot_metrics, **hparams))
+    self._runners = {}
     self.train_fn = self.train_neuraldual
+
+  def _runner(self, batch_fn: training.BatchFn) -> training.ChunkRunner:
+    # step functions are traced inside the scan: pass the pure ones
+    runner = self._runners.get(batch_fn)
+    if runner is None:
+      runner = training.ChunkRunner(
+          {f: fn.__wrapped__ for f, fn in self.step_fns.items()},
+          self.is_bidirectional, batch_fn
+      )
+      self._runners[batch_fn] = runner
+    return runner
 
   @classmethod
   def from_geometry(
@@ -310,7 +355,8 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
 
   def fit(
       self,
-      geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem],
+      geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem,
+                  data.PointCloudStream, Callable[[jax.Array], tuple]],
       *,
       batch_size: int = 1024,
       valid_fraction: float = 0.1,
@@ -319,17 +365,20 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       callback: Optional[Callback_t] = None,
   ) -> Union[potentials.ENOTPotentials, Tuple[potentials.ENOTPotentials,
                                               Train_t]]:
-    """Train on the points of an ott geometry or balanced linear problem.
+    """Train on an ott geometry, a linear problem or a pure sampler.
 
-    Batches are drawn according to the weights (uniform for a
-    ``PointCloud``, ``a`` and ``b`` for a ``LinearProblem``) from a training
-    split; ``valid_fraction`` of the points are held out for validation (see
-    :class:`~ott_enot.data.PointCloudStream`). The cost matrix is never
-    formed.
+    Batches are sampled on the device inside the fused training loop: from a
+    ``PointCloud`` (uniform weights) or balanced ``LinearProblem`` (weights
+    ``a``, ``b``) through a :class:`~ott_enot.data.PointCloudStream`, whose
+    training split excludes the ``valid_fraction`` held out for validation;
+    or from a pure function ``sampler(key) -> (x[n, d], y[n, d])`` (step
+    ``k`` uses ``fold_in(key, k)``, validation ``fold_in`` of another key).
+    The cost matrix is never formed.
 
     Args:
       geom: An ott ``PointCloud`` or a balanced ``LinearProblem`` on one, with
-        the solver's cost (e.g. built by :meth:`from_geometry`).
+        the solver's cost (e.g. built by :meth:`from_geometry`); a
+        ``PointCloudStream``; or a sampler function.
       batch_size: Points per batch.
       valid_fraction: Fraction of points held out for validation.
       replace: Sample with replacement.
@@ -343,16 +392,22 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       ValueError: for an unbalanced problem, another cost or dimension than
         the solver's, or bad points/weights.
     """
-    stream = data.PointCloudStream.from_any(
-        geom, batch_size=batch_size, valid_fraction=valid_fraction,
-        replace=replace, rng=rng
+    key = jax.random.key(0) if rng is None else rng
+    if callable(geom) and not isinstance(geom, data.PointCloudStream):
+      return self._fit_sampler(geom, jax.random.fold_in(key, 1), callback)
+    stream = geom if isinstance(geom, data.PointCloudStream) else (
+        data.PointCloudStream.from_any(
+            geom, batch_size=batch_size, valid_fraction=valid_fraction,
+            replace=replace, rng=rng
+        )
     )
     if stream.dim != self.dim_data:
       raise ValueError(
           f"`geom` has points of dimension {stream.dim}, but the solver was "
           f"built with dim_data={self.dim_data}."
       )
-    same = type(stream.cost_fn) is type(self.cost_fn) and (
+    same = stream.cost_fn is None or (
+        type(stream.cost_fn) is type(self.cost_fn) and
         jax.tree.structure(stream.cost_fn) == jax.tree.structure(self.cost_fn)
     )
     if not same:
@@ -361,8 +416,48 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           f"was built with {type(self.cost_fn).__name__}; build the solver "
           f"with `ExpectileNeuralDual.from_geometry(geom, ...)`."
       )
-    key = jax.random.key(0) if rng is None else rng
-    return self(*stream.loaders(jax.random.fold_in(key, 1)), callback=callback)
+    if self.model.on_sphere:
+      for name, part in (("geom.x", stream.train_source.points),
+                         ("geom.y", stream.train_target.points)):
+        enot_costs.check_on_sphere(name, part)
+    source = training.SamplerSource(
+        _stream_sample_step, stream, jax.random.fold_in(key, 1)
+    )
+    return self._finish(self._train(source, _stream_batches, callback))
+
+  def _fit_sampler(
+      self, sampler: Callable[[jax.Array], tuple], key: jax.Array,
+      callback: Optional[Callback_t]
+  ):
+    try:
+      out = jax.eval_shape(sampler, jax.random.key(0))
+    except Exception as err:  # noqa: BLE001 - report what the sampler did
+      raise TypeError(
+          "`geom` was taken as a sampler `key -> (x, y)` but calling it on a "
+          f"PRNG key failed: {err}"
+      ) from err
+    shapes = [getattr(o, "shape", None) for o in out] if isinstance(
+        out, (tuple, list)
+    ) else None
+    if (shapes is None or len(shapes) != 2 or
+        any(s is None or len(s) != 2 or s[1] != self.dim_data for s in shapes)
+        or shapes[0][0] != shapes[1][0]):
+      raise ValueError(
+          "A sampler passed to `fit` must return a pair (x, y) of arrays of "
+          f"shape [n, {self.dim_data}] with the same n; got {out}."
+      )
+
+    def sample_step(unused, k, index, valid):
+      del unused
+      return sampler(jax.random.fold_in(jax.random.fold_in(k, valid), index))
+
+    batch_fn = lambda payload, i, step: sample_step(*payload, step, False)
+    source = training.SamplerSource(sample_step, None, key)
+    return self._finish(self._train(source, batch_fn, callback))
+
+  def _finish(self, logs: Train_t):
+    res = self.to_dual_potentials()
+    return (res, logs) if self.logging else res
 
   # ott's W2NeuralDual exposes the two train states as attributes
   @property
@@ -404,15 +499,13 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       ~ott_enot.TrainingDivergedError: if the loss becomes NaN/inf; the
         solver then holds the last good state.
     """
-    logs = self.train_fn(
+    return self._finish(self.train_fn(
         trainloader_source,
         trainloader_target,
         validloader_source,
         validloader_target,
         callback=callback,
-    )
-    res = self.to_dual_potentials()
-    return (res, logs) if self.logging else res
+    ))
 
   def train_neuraldual(
       self,
@@ -424,24 +517,31 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
   ) -> Train_t:
     """Train for ``num_train_iters`` steps and return the logs."""
 
+    source = training.IteratorSource(
+        (trainloader_source, trainloader_target, validloader_source,
+         validloader_target), self.dim_data, self.model.on_sphere
+    )
+    return self._train(source, training.stacked_batches, callback)
+
+  def _train(
+      self, source: Any, batch_fn: training.BatchFn,
+      callback: Optional[Callback_t]
+  ) -> Train_t:
+
     def keep(state: training.ENOTTrainState) -> None:
       self.state = state
 
     _, logs = training.train(
         self.state,
-        step_fns=self.step_fns,
+        runner=self._runner(batch_fn),
         metrics_fn=self.metrics_fn,
         to_potentials=self._potentials_of,
-        loaders=(
-            trainloader_source, trainloader_target, validloader_source,
-            validloader_target
-        ),
-        dim=self.dim_data,
-        on_sphere=self.model.on_sphere,
+        source=source,
         num_train_iters=self.num_train_iters,
         bidirectional=self.is_bidirectional,
         log_freq=self.log_freq,
         valid_freq=self.valid_freq,
+        chunk_size=self.chunk_size,
         callback=callback,
         progress_bar=self.progress_bar,
         on_state=keep,

@@ -1,11 +1,16 @@
-r"""The ENOT training step as a pure function, and the loop that drives it.
+r"""The ENOT training step as a pure function, and the fused loop driving it.
 
 :func:`enot_step` maps ``(ENOTTrainState, source[n, d], target[n, d], step)``
 to ``(ENOTTrainState, StepMetrics)`` and never reaches into an object, so it
-can be jitted, scanned over or vmapped. A step whose loss or gradients are not
-finite is not applied: the state keeps its last good parameters and records
-the step in :attr:`ENOTTrainState.diverged_at`, and :func:`train` raises
-:class:`TrainingDivergedError`.
+can be jitted, scanned over or vmapped. :func:`run_steps` runs a chunk of
+steps inside one ``lax.scan``; :func:`train` dispatches chunks (one dispatch
+per chunk, the state donated) with batches either sampled on the device
+(:class:`SamplerSource`) or stacked from the user's iterators
+(:class:`IteratorSource`), which JAX's asynchronous dispatch prepares while
+the device works on the previous chunk. A step whose loss, gradients or
+updated parameters are not finite is not applied: the state keeps its last
+good parameters and records the step in :attr:`ENOTTrainState.diverged_at`,
+and :func:`train` raises :class:`TrainingDivergedError`.
 """
 import functools
 import itertools
@@ -25,6 +30,13 @@ __all__ = [
     "StepMetrics",
     "TrainingDivergedError",
     "enot_step",
+    "enot_metrics",
+    "run_steps",
+    "chunk_bounds",
+    "dispatch_lengths",
+    "ChunkRunner",
+    "IteratorSource",
+    "SamplerSource",
     "train",
 ]
 
@@ -198,80 +210,313 @@ def enot_metrics(
   return metrics
 
 
-def _peek(iterator: Iterator[Any], name: str, dim: int, on_sphere: bool):
-  try:
-    first = next(iterator)
-  except StopIteration:
-    raise ValueError(f"`{name}` is empty: it must yield batches.") from None
-  checks.check_batch(name, first, dim, on_sphere)
-  return itertools.chain([first], iterator)
+# ---------------------------------------------------------------------------
+# Fused chunks of steps
+# ---------------------------------------------------------------------------
+
+BatchFn = Callable[[Any, jnp.ndarray, jnp.ndarray], tuple]
 
 
-def _next_pair(src_it, tgt_it, names, dim, on_sphere):
-  try:
-    x, y = next(src_it), next(tgt_it)
-  except StopIteration:
-    raise ValueError(
-        f"`{names[0]}` or `{names[1]}` ran out of batches; pass iterators "
-        f"that yield at least as many batches as `num_train_iters` needs "
-        f"(e.g. infinite generators)."
-    ) from None
-  x = checks.check_batch(names[0], x, dim, on_sphere)
-  y = checks.check_batch(names[1], y, dim, on_sphere)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(
-        f"`{names[0]}` and `{names[1]}` yielded batches of {x.shape[0]} and "
-        f"{y.shape[0]} points: ENOT pairs them, so they must be equal."
+def run_steps(
+    state: ENOTTrainState,
+    start: jnp.ndarray,
+    payload: Any,
+    *,
+    length: int,
+    first_forward: bool,
+    bidirectional: bool,
+    batch_fn: BatchFn,
+    step_fns: Dict[bool, Callable],
+) -> tuple:
+  """``length`` consecutive steps from step ``start`` in one ``lax.scan`` (pure).
+
+  The direction of each step is static: with bidirectional training the scan
+  runs over pairs of steps (forward then backward, or the reverse when the
+  chunk starts on a backward step), plus one last step when ``length`` is odd,
+  so no ``lax.cond`` is needed on the device.
+
+  Args:
+    state: State before step ``start``.
+    start: Integer scalar, the first step's number.
+    payload: Data for ``batch_fn`` (stacked batches, or a sampler's data).
+    length: Number of steps (static).
+    first_forward: Direction of step ``start`` (static).
+    bidirectional: Alternate directions (static).
+    batch_fn: ``(payload, i, step) -> (x, y)`` for position ``i`` of the chunk
+      and global step ``step``.
+    step_fns: ``{forward: (state, x, y, step) -> (state, metrics)}``.
+
+  Returns:
+    ``(state, metrics)`` with every field of ``metrics`` of shape
+    ``[length]``, in step order.
+  """
+
+  def one(state, i, forward):
+    step = start + i
+    x, y = batch_fn(payload, i, step)
+    return step_fns[forward](state, x, y, step)
+
+  if not bidirectional:
+    return jax.lax.scan(
+        lambda st, i: one(st, i, True), state, jnp.arange(length)
     )
-  return jnp.asarray(x), jnp.asarray(y)
+  second = not first_forward
+  pairs = length // 2
+
+  def pair(st, p):
+    st, m1 = one(st, 2 * p, first_forward)
+    st, m2 = one(st, 2 * p + 1, second)
+    return st, (m1, m2)
+
+  state, (m1, m2) = jax.lax.scan(pair, state, jnp.arange(pairs))
+  metrics = jax.tree.map(
+      lambda a, b: jnp.stack([a, b], axis=1).reshape(-1), m1, m2
+  )
+  if length % 2:
+    state, last = one(state, length - 1, first_forward)
+    metrics = jax.tree.map(
+        lambda a, b: jnp.concatenate([a, b[None]]), metrics, last
+    )
+  return state, metrics
 
 
-def _append(logs: Dict[str, List], metrics: StepMetrics) -> None:
+def stacked_batches(payload, i, step):
+  """``batch_fn`` for host batches stacked as ``(xs[L, n, d], ys[L, n, d])``."""
+  del step
+  xs, ys = payload
+  return xs[i], ys[i]
+
+
+class ChunkRunner:
+  """Jitted :func:`run_steps`, compiled once per (length, first direction).
+
+  The state argument is donated: the caller must not keep references to it.
+  """
+
+  def __init__(
+      self, step_fns: Dict[bool, Callable], bidirectional: bool,
+      batch_fn: BatchFn
+  ):
+    self.step_fns = step_fns
+    self.bidirectional = bidirectional
+    self.batch_fn = batch_fn
+    self._compiled: Dict[tuple, Callable] = {}
+
+  def __call__(
+      self, state: ENOTTrainState, start: int, length: int, payload: Any
+  ) -> tuple:
+    first_forward = not self.bidirectional or start % 2 == 0
+    key = (length, first_forward)
+    fn = self._compiled.get(key)
+    if fn is None:
+      fn = jax.jit(
+          functools.partial(
+              run_steps,
+              length=length,
+              first_forward=first_forward,
+              bidirectional=self.bidirectional,
+              batch_fn=self.batch_fn,
+              step_fns=self.step_fns,
+          ),
+          donate_argnums=0,
+      )
+      self._compiled[key] = fn
+    return fn(state, jnp.asarray(start, jnp.int32), payload)
+
+
+def dispatch_lengths(length: int, chunk_size: int) -> List[int]:
+  """How a chunk of ``length`` steps is dispatched: a list of scan lengths.
+
+  Lengths ``chunk_size``, ``chunk_size - 1`` (the last chunk of a run of a
+  multiple of ``chunk_size`` steps) and 1 run as one scan; other lengths (left
+  by a ``valid_freq`` that is no multiple of ``chunk_size``) run as powers of
+  two, largest first. Each distinct scan length compiles once, so a run
+  compiles at most about ``2 log2(chunk_size) + 4`` variants.
+  """
+  if length in (chunk_size, chunk_size - 1, 1):
+    return [length]
+  out, bit = [], 1 << (length.bit_length() - 1)
+  while length:
+    if length >= bit:
+      out.append(bit)
+      length -= bit
+    bit >>= 1
+  return out
+
+
+def chunk_bounds(
+    num_train_iters: int, chunk_size: int, valid_freq: int
+) -> List[tuple]:
+  """``(start, end)`` of each chunk, ``end`` included.
+
+  Chunks end after step 0, after every multiple of ``chunk_size`` and of
+  ``valid_freq``, and after the last step, so that callbacks (at chunk ends)
+  fire at ``step % chunk_size == 0`` and validation runs after exactly the
+  steps ott validates at.
+  """
+  last = num_train_iters - 1
+  if last < 0:
+    return []
+  ends = {0, last}
+  ends.update(range(chunk_size, last, chunk_size))
+  ends.update(range(valid_freq, last, valid_freq))
+  bounds, start = [], 0
+  for end in sorted(ends):
+    bounds.append((start, end))
+    start = end + 1
+  return bounds
+
+
+class IteratorSource:
+  """Batches from the user's four iterators, checked and stacked per chunk."""
+
+  names = ("trainloader_source", "trainloader_target", "validloader_source",
+           "validloader_target")
+
+  def __init__(self, loaders: tuple, dim: int, on_sphere: bool):
+    self.iters = [iter(it) for it in loaders]
+    self.dim = dim
+    self.on_sphere = on_sphere
+
+  def peek(self, which: tuple) -> None:
+    """Check the first batch of the given iterators before compiling."""
+    for j in which:
+      try:
+        first = next(self.iters[j])
+      except StopIteration:
+        raise ValueError(
+            f"`{self.names[j]}` is empty: it must yield batches."
+        ) from None
+      checks.check_batch(self.names[j], first, self.dim, self.on_sphere)
+      self.iters[j] = itertools.chain([first], self.iters[j])
+
+  def _pair(self, valid: bool):
+    a, b = (2, 3) if valid else (0, 1)
+    names = (self.names[a], self.names[b])
+    try:
+      x, y = next(self.iters[a]), next(self.iters[b])
+    except StopIteration:
+      raise ValueError(
+          f"`{names[0]}` or `{names[1]}` ran out of batches; pass iterators "
+          f"that yield at least as many batches as `num_train_iters` needs "
+          f"(e.g. infinite generators)."
+      ) from None
+    x = checks.check_batch(names[0], x, self.dim, self.on_sphere)
+    y = checks.check_batch(names[1], y, self.dim, self.on_sphere)
+    if x.shape[0] != y.shape[0]:
+      raise ValueError(
+          f"`{names[0]}` and `{names[1]}` yielded batches of {x.shape[0]} and "
+          f"{y.shape[0]} points: ENOT pairs them, so they must be equal."
+      )
+    return x, y
+
+  def chunk(self, start: int, length: int) -> tuple:
+    """``(xs[L, n, d], ys[L, n, d])`` for the next ``length`` steps."""
+    del start
+    pairs = [self._pair(valid=False) for _ in range(length)]
+    stack = lambda k: jnp.stack([jnp.asarray(p[k]) for p in pairs])
+    try:
+      return stack(0), stack(1)
+    except (ValueError, TypeError) as err:
+      raise ValueError(
+          "The training iterators must yield batches of one fixed size; "
+          f"got varying sizes ({err})."
+      ) from None
+
+  def valid(self, count: int) -> tuple:
+    """The next validation pair."""
+    del count
+    x, y = self._pair(valid=True)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+class SamplerSource:
+  """Batches sampled on the device by a pure function of a key.
+
+  Args:
+    sample_step: ``(data, key, index, valid) -> (x[n, d], y[n, d])``.
+    data: Pytree argument of ``sample_step`` (e.g. a
+      :class:`~ott_enot.data.PointCloudStream`).
+    key: PRNG key; step ``k`` uses the ``k``-th batches.
+  """
+
+  def __init__(self, sample_step: Callable, data: Any, key: jax.Array):
+    self.sample_step = sample_step
+    self.data = data
+    self.key = key
+    self._valid = jax.jit(
+        lambda d, k, i: sample_step(d, k, i, True)
+    )
+
+  def batch_fn(self, payload, i, step):
+    """``batch_fn`` for :func:`run_steps`: sample step ``step`` on device."""
+    del i
+    data, key = payload
+    return self.sample_step(data, key, step, False)
+
+  def peek(self, which: tuple) -> None:  # noqa: D102
+    del which  # the sampler's data were checked when it was built
+
+  def chunk(self, start: int, length: int) -> tuple:  # noqa: D102
+    del start, length
+    return self.data, self.key
+
+  def valid(self, count: int) -> tuple:  # noqa: D102
+    return self._valid(self.data, self.key, jnp.asarray(count, jnp.int32))
+
+
+def _append(logs: Dict[str, List], metrics: StepMetrics, row=None) -> None:
   for key in ("loss_f", "loss_g", "w_dist"):
-    logs[key].append(float(getattr(metrics, key)))
+    value = getattr(metrics, key)
+    logs[key].append(float(value if row is None else value[row]))
+
+
+def _copy(tree: Any) -> Any:
+  return jax.tree.map(jnp.copy, tree)
 
 
 def train(
     state: ENOTTrainState,
     *,
-    step_fns: Dict[bool, Callable],
+    runner: ChunkRunner,
     metrics_fn: Callable,
     to_potentials: Callable[[ENOTTrainState], Any],
-    loaders: tuple,
-    dim: int,
-    on_sphere: bool,
+    source: Any,
     num_train_iters: int,
     bidirectional: bool,
     log_freq: int,
     valid_freq: int,
+    chunk_size: int = 1,
     callback: Optional[Callable[[int, Any], Any]] = None,
     progress_bar: bool = True,
     on_state: Optional[Callable[[ENOTTrainState], None]] = None,
 ) -> tuple:
-  """Run ``num_train_iters`` steps with ott's schedule and logging.
+  """Run ``num_train_iters`` steps in fused chunks, with ott's schedule.
 
   Step ``k`` goes forward when ``k`` is even or training is not
   bidirectional, backward otherwise; each step takes one batch from each
-  train iterator. Logs at ``k % log_freq == 0``, validates at ``k != 0`` and
-  ``k % valid_freq == 0``, calls ``callback(k, potentials)`` after every step,
-  as ott's solvers do.
+  training source. Logs hold the metrics of the steps ``k % log_freq == 0``;
+  validation runs after the steps ``k != 0``, ``k % valid_freq == 0``, as in
+  ott. Steps run in chunks of up to ``chunk_size`` inside one ``lax.scan``
+  (one dispatch per chunk); ``callback(k, potentials)`` is called after the
+  last step ``k`` of each chunk: after step 0, every multiple of
+  ``chunk_size`` and of ``valid_freq``, and the last step. ``chunk_size=1``
+  calls it after every step, as ott does.
 
   Args:
-    state: Initial state.
-    step_fns: ``{forward: jitted (state, x, y, k) -> (state, metrics)}``.
+    state: Initial state (copied; the copy is donated chunk by chunk).
+    runner: The :class:`ChunkRunner`.
     metrics_fn: Jitted ``(state, x, y) -> StepMetrics`` for validation.
     to_potentials: Builds potentials from a state.
-    loaders: ``(train_source, train_target, valid_source, valid_target)``.
-    dim: Dimension of the points.
-    on_sphere: Check that batches are unit vectors.
+    source: :class:`IteratorSource` or :class:`SamplerSource`.
     num_train_iters: Number of steps.
     bidirectional: Alternate directions.
     log_freq: Logging period.
     valid_freq: Validation period.
+    chunk_size: Most steps per dispatch.
     callback: Optional ``callback(step, potentials)``.
-    progress_bar: Show a tqdm bar.
-    on_state: Called with the newest state after each step (the solver keeps
-      it, so that an interruption leaves the last state in place).
+    progress_bar: Show a tqdm bar (steps/s and the loss).
+    on_state: Called with the newest state after each chunk.
 
   Returns:
     ``(state, logs)`` with ott's log layout.
@@ -282,42 +527,41 @@ def train(
   """
   from tqdm.auto import tqdm
 
-  names = ("trainloader_source", "trainloader_target", "validloader_source",
-           "validloader_target")
-  train_src, train_tgt, valid_src, valid_tgt = (iter(it) for it in loaders)
-  if num_train_iters > 0:
-    train_src = _peek(train_src, names[0], dim, on_sphere)
-    train_tgt = _peek(train_tgt, names[1], dim, on_sphere)
-  if num_train_iters > valid_freq:
-    valid_src = _peek(valid_src, names[2], dim, on_sphere)
-    valid_tgt = _peek(valid_tgt, names[3], dim, on_sphere)
-
   train_logs = {"loss_f": [], "loss_g": [], "w_dist": [], "directions": []}
   valid_logs = {"loss_f": [], "loss_g": [], "w_dist": []}
   logs = {"train_logs": train_logs, "valid_logs": valid_logs}
-
-  def check_diverged(state):
-    step = int(state.diverged_at)
-    if step >= 0:
-      raise TrainingDivergedError(step, to_potentials(state), logs)
-
-  with tqdm(total=num_train_iters, disable=not progress_bar) as bar:
-    for step in range(num_train_iters):
-      forward = not bidirectional or step % 2 == 0
-      x, y = _next_pair(train_src, train_tgt, names[:2], dim, on_sphere)
-      state, metrics = step_fns[forward](state, x, y, np.int32(step))
+  if num_train_iters > 0:
+    source.peek((0, 1))
+  if num_train_iters > valid_freq:
+    source.peek((2, 3))
+  state = _copy(state)  # never donate buffers the caller still holds
+  n_valid = 0
+  with tqdm(total=num_train_iters, disable=not progress_bar,
+            unit="step") as bar:
+    for start, end in chunk_bounds(num_train_iters, chunk_size, valid_freq):
+      length = end - start + 1
+      pieces, offset = [], start
+      for n in dispatch_lengths(length, chunk_size):
+        state, part = runner(state, offset, n, source.chunk(offset, n))
+        pieces.append(part)
+        offset += n
+      metrics = jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
       if on_state is not None:
         on_state(state)
-      if step % log_freq == 0:
-        check_diverged(state)
-        _append(train_logs, metrics)
-        train_logs["directions"].append("forward" if forward else "backward")
-        bar.set_postfix(loss=float(metrics.loss), w_dist=train_logs["w_dist"][-1])
+      if int(state.diverged_at) >= 0:
+        raise TrainingDivergedError(
+            int(state.diverged_at), to_potentials(state), logs
+        )
+      for step in range(start, end + 1):
+        if step % log_freq == 0:
+          _append(train_logs, metrics, step - start)
+          forward = not bidirectional or step % 2 == 0
+          train_logs["directions"].append("forward" if forward else "backward")
+      bar.update(length)
+      bar.set_postfix(loss=f"{float(metrics.loss[-1]):.4g}", refresh=False)
       if callback is not None:
-        callback(step, to_potentials(state))
-      if step != 0 and step % valid_freq == 0:
-        vx, vy = _next_pair(valid_src, valid_tgt, names[2:], dim, on_sphere)
-        _append(valid_logs, metrics_fn(state, vx, vy))
-      bar.update(1)
-  check_diverged(state)
+        callback(end, to_potentials(_copy(state)))
+      if end != 0 and end % valid_freq == 0:
+        _append(valid_logs, metrics_fn(state, *source.valid(n_valid)))
+        n_valid += 1
   return state, logs

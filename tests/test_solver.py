@@ -100,7 +100,7 @@ class TestSolverInterface:
     seen = []
     solver = ott_enot.ExpectileNeuralDual(
         2, _mlp(1, 16), _mlp(1, 16), num_train_iters=25, log_freq=10,
-        valid_freq=10, logging=True, progress_bar=False
+        valid_freq=10, logging=True, progress_bar=False, chunk_size=1
     )
     pot, logs = solver(*pair2.loaders(batch=32), callback=lambda s, p: seen.append((s, p)))
     assert isinstance(pot, ott_enot.ENOTPotentials)
