@@ -14,10 +14,13 @@ from ott.geometry import costs
 
 from ott_enot import costs as enot_costs
 
-__all__ = ["check_hyperparameters", "check_batch"]
+__all__ = ["check_hyperparameters", "check_batch", "check_positive_int"]
 
 
-def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
+def check_positive_int(
+    name: str, value: Any, allow_zero: bool = False
+) -> int:
+  """``value`` as an int >= 1 (>= 0 with ``allow_zero``), else a clear error."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise TypeError(
         f"`{name}` must be an int, got {value!r} ({type(value).__name__})."
@@ -47,6 +50,7 @@ def check_hyperparameters(
     num_train_iters: Any,
     valid_freq: Any,
     log_freq: Any,
+    chunk_size: Any = 1,
     cost_fn: Optional[costs.CostFn],
     optimizer_f: Optional[optax.GradientTransformation],
     optimizer_g: Optional[optax.GradientTransformation],
@@ -58,7 +62,7 @@ def check_hyperparameters(
     ValueError: for a value out of range, e.g. ``expectile`` outside
       :math:`(0, 1]` or a negative ``expectile_loss_coef``.
   """
-  _positive_int("dim_data", dim_data)
+  check_positive_int("dim_data", dim_data)
   tau = _real("expectile", expectile)
   if not 0.0 < tau <= 1.0:
     raise ValueError(
@@ -70,9 +74,10 @@ def check_hyperparameters(
         f"`expectile_loss_coef` must be >= 0, got {expectile_loss_coef}; the "
         f"paper uses values in [0.3, 1.0]."
     )
-  _positive_int("num_train_iters", num_train_iters, allow_zero=True)
-  _positive_int("valid_freq", valid_freq)
-  _positive_int("log_freq", log_freq)
+  check_positive_int("num_train_iters", num_train_iters, allow_zero=True)
+  check_positive_int("valid_freq", valid_freq)
+  check_positive_int("log_freq", log_freq)
+  check_positive_int("chunk_size", chunk_size)
   if cost_fn is not None and not isinstance(cost_fn, costs.CostFn):
     raise TypeError(
         f"`cost_fn` must be an `ott.geometry.costs.CostFn` instance, got "

@@ -29,6 +29,8 @@ import numpy as np
 from ott.geometry import pointcloud
 from ott.problems.linear import linear_problem
 
+from ott_enot import checks
+
 __all__ = ["WeightedPoints", "PointCloudStream"]
 
 WEIGHT_ATOL = 1e-4
@@ -235,10 +237,7 @@ class PointCloudStream:
         points, bad weights, or a batch larger than a split without
         replacement, naming the argument.
     """
-    if isinstance(batch_size, bool) or not isinstance(
-        batch_size, numbers.Integral
-    ) or batch_size < 1:
-      raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}.")
+    checks.check_positive_int("batch_size", batch_size)
     if isinstance(valid_fraction, bool) or not isinstance(
         valid_fraction, numbers.Real
     ) or not 0.0 <= valid_fraction < 1.0:

@@ -205,11 +205,6 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
             f"`is_bidirectional={is_bidirectional}` disagree; pass one."
         )
       is_bidirectional = back_and_forth
-    if isinstance(chunk_size, bool) or not isinstance(
-        chunk_size, int
-    ) or chunk_size < 1:
-      raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}.")
-    self.chunk_size = chunk_size
     checks.check_hyperparameters(
         dim_data=dim_data,
         expectile=expectile,
@@ -217,6 +212,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         num_train_iters=num_train_iters,
         valid_freq=valid_freq,
         log_freq=log_freq,
+        chunk_size=chunk_size,
         cost_fn=cost_fn,
         optimizer_f=optimizer_f,
         optimizer_g=optimizer_g,
@@ -245,6 +241,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     self.expectile = float(expectile)
     self.expectile_loss_coef = float(expectile_loss_coef)
     self.progress_bar = progress_bar
+    self.chunk_size = int(chunk_size)
     self.dim_data = int(dim_data)
 
     if optimizer_f is None:
@@ -305,22 +302,23 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         "expectile": self.expectile,
         "expectile_loss_coef": self.expectile_loss_coef,
     }
-    self.step_fns = {
-        forward: jax.jit(
-            functools.partial(training.enot_step, forward=forward, **hparams)
+    self._steps = {
+        forward: functools.partial(
+            training.enot_step, forward=forward, **hparams
         ) for forward in (True, False)
     }
+    # one jitted step per direction, for users who drive training themselves
+    self.step_fns = {f: jax.jit(fn) for f, fn in self._steps.items()}
     self.metrics_fn = jax.jit(functools.partial(training.enot_metrics, **hparams))
     self._runners = {}
+    self._sampler_fns = {}
     self.train_fn = self.train_neuraldual
 
   def _runner(self, batch_fn: training.BatchFn) -> training.ChunkRunner:
-    # step functions are traced inside the scan: pass the pure ones
     runner = self._runners.get(batch_fn)
     if runner is None:
       runner = training.ChunkRunner(
-          {f: fn.__wrapped__ for f, fn in self.step_fns.items()},
-          self.is_bidirectional, batch_fn
+          self._steps, self.is_bidirectional, batch_fn
       )
       self._runners[batch_fn] = runner
     return runner
@@ -447,11 +445,15 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           f"shape [n, {self.dim_data}] with the same n; got {out}."
       )
 
-    def sample_step(unused, k, index, valid):
-      del unused
-      return sampler(jax.random.fold_in(jax.random.fold_in(k, valid), index))
+    if sampler not in self._sampler_fns:  # same sampler: reuse compiled code
 
-    batch_fn = lambda payload, i, step: sample_step(*payload, step, False)
+      def sample_step(unused, k, index, valid):
+        del unused
+        return sampler(jax.random.fold_in(jax.random.fold_in(k, valid), index))
+
+      batch_fn = lambda payload, i, step: sample_step(*payload, step, False)
+      self._sampler_fns[sampler] = (sample_step, batch_fn)
+    sample_step, batch_fn = self._sampler_fns[sampler]
     source = training.SamplerSource(sample_step, None, key)
     return self._finish(self._train(source, batch_fn, callback))
 

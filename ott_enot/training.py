@@ -302,6 +302,11 @@ class ChunkRunner:
     self.batch_fn = batch_fn
     self._compiled: Dict[tuple, Callable] = {}
 
+  @property
+  def num_compiled(self) -> int:
+    """How many chunk variants this runner has compiled."""
+    return len(self._compiled)
+
   def __call__(
       self, state: ENOTTrainState, start: int, length: int, payload: Any
   ) -> tuple:
@@ -324,16 +329,20 @@ class ChunkRunner:
     return fn(state, jnp.asarray(start, jnp.int32), payload)
 
 
-def dispatch_lengths(length: int, chunk_size: int) -> List[int]:
+def dispatch_lengths(
+    length: int, chunk_size: int, compiled: int = 0
+) -> List[int]:
   """How a chunk of ``length`` steps is dispatched: a list of scan lengths.
 
-  Lengths ``chunk_size``, ``chunk_size - 1`` (the last chunk of a run of a
-  multiple of ``chunk_size`` steps) and 1 run as one scan; other lengths (left
-  by a ``valid_freq`` that is no multiple of ``chunk_size``) run as powers of
-  two, largest first. Each distinct scan length compiles once, so a run
-  compiles at most about ``2 log2(chunk_size) + 4`` variants.
+  Each distinct scan length compiles once. Lengths ``chunk_size``,
+  ``chunk_size - 1`` (the last chunk of a run of a multiple of ``chunk_size``
+  steps) and 1 run as one scan, and so does any length while fewer than
+  :data:`EXACT_VARIANTS` variants are ``compiled``; after that, other
+  lengths (left by a ``valid_freq`` that is no multiple of ``chunk_size``)
+  run as powers of two, largest first, so a run compiles at most about
+  ``2 log2(chunk_size) + 8`` variants.
   """
-  if length in (chunk_size, chunk_size - 1, 1):
+  if length in (chunk_size, chunk_size - 1, 1) or compiled < EXACT_VARIANTS:
     return [length]
   out, bit = [], 1 << (length.bit_length() - 1)
   while length:
@@ -344,20 +353,27 @@ def dispatch_lengths(length: int, chunk_size: int) -> List[int]:
   return out
 
 
+#: Compiled chunk variants below which any chunk length runs as one scan.
+EXACT_VARIANTS = 4
+
+
 def chunk_bounds(
-    num_train_iters: int, chunk_size: int, valid_freq: int
+    num_train_iters: int,
+    chunk_size: int,
+    valid_freq: int,
+    callback: bool = True,
 ) -> List[tuple]:
   """``(start, end)`` of each chunk, ``end`` included.
 
-  Chunks end after step 0, after every multiple of ``chunk_size`` and of
-  ``valid_freq``, and after the last step, so that callbacks (at chunk ends)
-  fire at ``step % chunk_size == 0`` and validation runs after exactly the
-  steps ott validates at.
+  Chunks end after every multiple of ``chunk_size`` and of ``valid_freq``, and
+  after the last step, so that validation runs after exactly the steps ott
+  validates at; with a ``callback`` also after step 0, so that callbacks (at
+  chunk ends) fire at ``step % chunk_size == 0`` from step 0 on.
   """
   last = num_train_iters - 1
   if last < 0:
     return []
-  ends = {0, last}
+  ends = {0, last} if callback else {last}
   ends.update(range(chunk_size, last, chunk_size))
   ends.update(range(valid_freq, last, valid_freq))
   bounds, start = [], 0
@@ -500,8 +516,9 @@ def train(
   ott. Steps run in chunks of up to ``chunk_size`` inside one ``lax.scan``
   (one dispatch per chunk); ``callback(k, potentials)`` is called after the
   last step ``k`` of each chunk: after step 0, every multiple of
-  ``chunk_size`` and of ``valid_freq``, and the last step. ``chunk_size=1``
-  calls it after every step, as ott does.
+  ``chunk_size`` and of ``valid_freq``, and the last step (see
+  :func:`chunk_bounds`). ``chunk_size=1`` calls it after every step, as ott
+  does.
 
   Args:
     state: Initial state (copied; the copy is donated chunk by chunk).
@@ -538,10 +555,12 @@ def train(
   n_valid = 0
   with tqdm(total=num_train_iters, disable=not progress_bar,
             unit="step") as bar:
-    for start, end in chunk_bounds(num_train_iters, chunk_size, valid_freq):
+    for start, end in chunk_bounds(
+        num_train_iters, chunk_size, valid_freq, callback is not None
+    ):
       length = end - start + 1
       pieces, offset = [], start
-      for n in dispatch_lengths(length, chunk_size):
+      for n in dispatch_lengths(length, chunk_size, runner.num_compiled):
         state, part = runner(state, offset, n, source.chunk(offset, n))
         pieces.append(part)
         offset += n

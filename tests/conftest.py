@@ -1,5 +1,6 @@
 """Shared fixtures: small Gaussian pairs with a known Monge map."""
 import os
+import tempfile
 from typing import Iterator
 
 import jax
@@ -12,6 +13,12 @@ from hypothesis import settings
 from ott.tools.gaussian_mixture import gaussian
 
 matplotlib.use("Agg")
+
+# Many tests build fresh solvers whose programs are identical; a persistent
+# compilation cache (one per test session) compiles each program once.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxcc-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # Hypothesis profiles: `ci` (default, fast, derandomised so that every CI run
 # checks the same examples) and `dev` (many random examples). Select with
