@@ -1,8 +1,8 @@
 """Training speed: ott_enot's fused loop vs ott 0.6.0's solvers, side by side.
 
     python benchmarks/speed.py                       # the full table (GPU)
-    python benchmarks/speed.py --dims 16 --steps 200 --w2-steps 20 \\
-        --no-target --batches --widths               # a quick CPU run
+    python benchmarks/speed.py --dims 16 2 --steps 200 --w2-steps 20 \\
+        --no-target --batches 256 1024 4096 --widths 128 256 512   # CPU
 
 All solvers get the same networks (ott's ``PotentialMLP``, 4 hidden layers,
 ELU), the same Adam optimiser (3e-4, b1 = b2 = 0.9) and batch size, on Gaussian
@@ -148,6 +148,8 @@ def main():
   p.add_argument("--segment", type=int, default=1000)
   p.add_argument("--max-steps", type=int, default=20000)
   p.add_argument("--no-target", action="store_true")
+  p.add_argument("--target-solvers", nargs="+",
+                 default=["ott ENOT", "ott_enot", "ott W2"])
   p.add_argument("--batches", type=int, nargs="*",
                  default=[256, 1024, 4096, 16384])
   p.add_argument("--widths", type=int, nargs="*", default=[128, 256, 512, 1024])
@@ -176,7 +178,7 @@ def main():
           f"| final L2-UV % |")
     print("|---|---|---|---|---|")
     for dim in a.dims:
-      for name in ("ott ENOT", "ott_enot", "ott W2"):
+      for name in a.target_solvers:
         r = Runner(name, dim, a.batch, a.width, a.chunk)
         wall, done, uv = 0.0, 0, float("inf")
         while done < a.max_steps and uv >= a.target:
