@@ -488,7 +488,9 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       trainloader_target: Iterator of target batches ``[n, d]`` (same ``n``).
       validloader_source: Iterator of source validation batches.
       validloader_target: Iterator of target validation batches.
-      callback: ``callback(step, potentials)``, called after every step.
+      callback: ``callback(step, potentials)``, called at the end of each
+        chunk of steps (see ``chunk_size``; after every step with
+        ``chunk_size=1``).
 
     Returns:
       :class:`~ott_enot.ENOTPotentials`, or ``(potentials, logs)`` if
