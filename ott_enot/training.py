@@ -426,10 +426,9 @@ class IteratorSource:
       )
     return x, y
 
-  def chunk(self, start: int, length: int) -> tuple:
-    """``(xs[L, n, d], ys[L, n, d])`` for the next ``length`` steps."""
-    del start
-    pairs = [self._pair(valid=False) for _ in range(length)]
+  def chunk(self, start: int, end: int) -> tuple:
+    """``(xs[L, n, d], ys[L, n, d])`` for steps ``start`` to ``end``."""
+    pairs = [self._pair(valid=False) for _ in range(end - start + 1)]
     stack = lambda k: jnp.stack([jnp.asarray(p[k]) for p in pairs])
     try:
       return stack(0), stack(1)
@@ -438,6 +437,13 @@ class IteratorSource:
           "The training iterators must yield batches of one fixed size; "
           f"got varying sizes ({err})."
       ) from None
+
+  @staticmethod
+  def piece(payload: tuple, offset: int, length: int) -> tuple:
+    """Steps ``offset`` to ``offset + length - 1`` of a chunk's payload."""
+    if offset == 0 and length == payload[0].shape[0]:
+      return payload
+    return tuple(p[offset:offset + length] for p in payload)
 
   def valid(self, count: int) -> tuple:
     """The next validation pair."""
@@ -473,9 +479,14 @@ class SamplerSource:
   def peek(self, which: tuple) -> None:  # noqa: D102
     del which  # the sampler's data were checked when it was built
 
-  def chunk(self, start: int, length: int) -> tuple:  # noqa: D102
-    del start, length
+  def chunk(self, start: int, end: int) -> tuple:  # noqa: D102
+    del start, end
     return self.data, self.key
+
+  @staticmethod
+  def piece(payload: tuple, offset: int, length: int) -> tuple:  # noqa: D102
+    del offset, length
+    return payload
 
   def valid(self, count: int) -> tuple:  # noqa: D102
     return self._valid(self.data, self.key, jnp.asarray(count, jnp.int32))
@@ -555,15 +566,20 @@ def train(
   n_valid = 0
   with tqdm(total=num_train_iters, disable=not progress_bar,
             unit="step") as bar:
-    for start, end in chunk_bounds(
+    bounds = chunk_bounds(
         num_train_iters, chunk_size, valid_freq, callback is not None
-    ):
+    )
+    payload = source.chunk(*bounds[0]) if bounds else None
+    for k, (start, end) in enumerate(bounds):
       length = end - start + 1
-      pieces, offset = [], start
+      pieces, offset = [], 0
       for n in dispatch_lengths(length, chunk_size, runner.num_compiled):
-        state, part = runner(state, offset, n, source.chunk(offset, n))
+        piece = source.piece(payload, offset, n)
+        state, part = runner(state, start + offset, n, piece)
         pieces.append(part)
         offset += n
+      if k + 1 < len(bounds):  # host work while the device runs this chunk
+        payload = source.chunk(*bounds[k + 1])
       metrics = jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
       if on_state is not None:
         on_state(state)
