@@ -14,11 +14,10 @@ and :func:`train` raises :class:`TrainingDivergedError`.
 """
 import functools
 import itertools
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from flax import struct
 from flax.training import train_state
