@@ -26,7 +26,8 @@ from ott.neural.networks import potentials as ott_potentials
 from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import linear_problem
 
-from ott_enot import checks, conjugate, data, maps, potentials, training
+from ott_enot import checks, conjugate, data, maps, potentials, sources
+from ott_enot import training
 from ott_enot import costs as enot_costs
 
 __all__ = ["ExpectileNeuralDual"]
@@ -62,16 +63,6 @@ def _warn_unused_w2_options(
         UserWarning,
         stacklevel=3,
     )
-
-
-def _stream_sample_step(stream, key, index, valid):
-  return stream.sample_step(key, index, valid)
-
-
-def _stream_batches(payload, i, step):
-  del i
-  stream, key = payload
-  return stream.sample_step(key, step)
 
 
 class ExpectileNeuralDual(neuraldual.W2NeuralDual):
@@ -137,12 +128,17 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       ``W2NeuralDual``. Default :class:`~ott_enot.ExpectileConjugateSolver`:
       none, the amortised map is used as it is. Training never refines.
     progress_bar: Show a tqdm progress bar (steps/s, loss) while training.
-    chunk_size: Most training steps fused into one ``lax.scan`` dispatch.
-      ``callback`` is called at the end of each chunk: after step 0, every
-      multiple of ``chunk_size`` and of ``valid_freq``, and the last step
-      (so a ``step % 1000 == 0`` check fires as in ott when ``chunk_size``
-      divides 1000). ``chunk_size=1`` calls it after every step, as ott does.
-      Logs and validation happen at ott's steps whatever the chunk size.
+    chunk_size: Training steps fused into one ``lax.scan`` dispatch (rounded
+      up to an even number when bidirectional, so that the scan runs over
+      static backward/forward pairs). A run compiles one program for all its
+      chunks, whatever ``num_train_iters``, ``valid_freq`` and ``log_freq``
+      are. ``callback`` is called at the end of each chunk: after step 0,
+      every multiple of ``chunk_size`` (for an odd ``chunk_size`` with
+      bidirectional training also of ``chunk_size + 1``), and the last step,
+      so a ``step % 1000 == 0`` check fires as in ott when ``chunk_size``
+      divides 1000. ``chunk_size=1`` calls it after every step, as ott does
+      (each step is then a dispatch of a pair with one step masked). Logs and validation happen
+      at ott's steps whatever the chunk size.
     back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
     num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
       networks are updated from one gradient each step); warns unless 1.
@@ -259,20 +255,23 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       )
     maps.check_networks(self.parameterisation, neural_f, neural_g, dim_data)
 
-    # W2NeuralDual stores the common attributes and calls `setup`
-    super().__init__(
-        dim_data,
-        neural_f,
-        neural_g,
-        optimizer_f,
-        optimizer_g,
-        num_train_iters=num_train_iters,
-        back_and_forth=bidirectional,
-        valid_freq=valid_freq,
-        log_freq=log_freq,
-        logging=logging,
-        rng=rng,
-        conjugate_solver=conjugate_solver,
+    # W2NeuralDual's attributes, with the values that describe what ENOT does
+    # (its __init__ would store L-BFGS-specific defaults that ENOT ignores)
+    self.num_train_iters = num_train_iters
+    self.valid_freq = valid_freq
+    self.log_freq = log_freq
+    self.logging = logging
+    self.conjugate_solver = conjugate_solver
+    self.back_and_forth = bidirectional
+    self.num_inner_iters = 1
+    self.parallel_updates = True
+    self.amortization_loss = "objective"
+    self.pos_weights = False
+    self.beta = 0.0
+    self.neural_f, self.neural_g = neural_f, neural_g
+    self.setup(
+        utils.default_prng_key(rng), neural_f, neural_g, dim_data, optimizer_f,
+        optimizer_g
     )
 
   def setup(
@@ -297,31 +296,30 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     self.state = training.ENOTTrainState.create(
         init(neural_f, rng_f, optimizer_f), init(neural_g, rng_g, optimizer_g)
     )
-    hparams = {
-        "model": self.model,
-        "expectile": self.expectile,
-        "expectile_loss_coef": self.expectile_loss_coef,
-    }
-    self._steps = {
-        forward: functools.partial(
-            training.enot_step, forward=forward, **hparams
+    # one jitted step per direction, for users who drive training themselves
+    self.step_fns = {
+        forward: jax.jit(
+            functools.partial(
+                training.enot_step,
+                forward=forward,
+                model=self.model,
+                expectile=self.expectile,
+                expectile_loss_coef=self.expectile_loss_coef,
+            )
         ) for forward in (True, False)
     }
-    # one jitted step per direction, for users who drive training themselves
-    self.step_fns = {f: jax.jit(fn) for f, fn in self._steps.items()}
-    self.metrics_fn = jax.jit(functools.partial(training.enot_metrics, **hparams))
-    self._runners = {}
-    self._sampler_fns = {}
     self.train_fn = self.train_neuraldual
 
-  def _runner(self, batch_fn: training.BatchFn) -> training.ChunkRunner:
-    runner = self._runners.get(batch_fn)
-    if runner is None:
-      runner = training.ChunkRunner(
-          self._steps, self.is_bidirectional, batch_fn
-      )
-      self._runners[batch_fn] = runner
-    return runner
+  def loop_config(self) -> training.LoopConfig:
+    """The static configuration of the compiled training loop."""
+    return training.LoopConfig.create(
+        model=self.model,
+        expectile=self.expectile,
+        expectile_loss_coef=self.expectile_loss_coef,
+        bidirectional=self.is_bidirectional,
+        chunk_size=self.chunk_size,
+        valid_freq=self.valid_freq,
+    )
 
   @classmethod
   def from_geometry(
@@ -418,10 +416,13 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       for name, part in (("geom.x", stream.train_source.points),
                          ("geom.y", stream.train_target.points)):
         enot_costs.check_on_sphere(name, part)
-    source = training.SamplerSource(
-        _stream_sample_step, stream, jax.random.fold_in(key, 1)
+    # the cost is not needed for sampling: leave it out of the program's key
+    stream = data.PointCloudStream(
+        stream.train_source, stream.train_target, stream.valid_source,
+        stream.valid_target
     )
-    return self._finish(self._train(source, _stream_batches, callback))
+    source = sources.StreamBatches(stream, jax.random.fold_in(key, 1))
+    return self._finish(self._train(sources.DeviceFeed(source), callback))
 
   def _fit_sampler(
       self, sampler: Callable[[jax.Array], tuple], key: jax.Array,
@@ -444,18 +445,8 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           "A sampler passed to `fit` must return a pair (x, y) of arrays of "
           f"shape [n, {self.dim_data}] with the same n; got {out}."
       )
-
-    if sampler not in self._sampler_fns:  # same sampler: reuse compiled code
-
-      def sample_step(unused, k, index, valid):
-        del unused
-        return sampler(jax.random.fold_in(jax.random.fold_in(k, valid), index))
-
-      batch_fn = lambda payload, i, step: sample_step(*payload, step, False)
-      self._sampler_fns[sampler] = (sample_step, batch_fn)
-    sample_step, batch_fn = self._sampler_fns[sampler]
-    source = training.SamplerSource(sample_step, None, key)
-    return self._finish(self._train(source, batch_fn, callback))
+    source = sources.SamplerBatches(key, sampler)
+    return self._finish(self._train(sources.DeviceFeed(source), callback))
 
   def _finish(self, logs: Train_t):
     res = self.to_dual_potentials()
@@ -490,7 +481,8 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       validloader_target: Iterator of target validation batches.
       callback: ``callback(step, potentials)``, called at the end of each
         chunk of steps (see ``chunk_size``; after every step with
-        ``chunk_size=1``).
+        ``chunk_size=1``). If it raises, training stops and the solver keeps
+        the state after that chunk.
 
     Returns:
       :class:`~ott_enot.ENOTPotentials`, or ``(potentials, logs)`` if
@@ -499,9 +491,15 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       ``loss_g``, ``w_dist``.
 
     Raises:
-      ValueError: for bad batches, before anything compiles.
-      ~ott_enot.TrainingDivergedError: if the loss becomes NaN/inf; the
-        solver then holds the last good state.
+      ValueError: for bad batches (the first ones before anything compiles)
+        or an iterator that runs out.
+      ~ott_enot.TrainingDivergedError: if the loss becomes NaN/inf.
+
+    Whatever raises (these, a callback's error, ``KeyboardInterrupt``), the
+    solver keeps the state after the last completed chunk of steps (the
+    last good step on divergence): :meth:`to_dual_potentials`, saving and
+    further training work on it. A new call starts a new run (step 0) from
+    that state.
     """
     return self._finish(self.train_fn(
         trainloader_source,
@@ -519,38 +517,53 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       validloader_target: Iterator[jnp.ndarray],
       callback: Optional[Callback_t] = None,
   ) -> Train_t:
-    """Train for ``num_train_iters`` steps and return the logs."""
+    """Train for ``num_train_iters`` steps on the iterators; return the logs.
 
-    source = training.IteratorSource(
+    Whatever raises (a bad batch, an iterator that runs out, a callback,
+    ``KeyboardInterrupt``, :class:`~ott_enot.TrainingDivergedError`), the
+    solver keeps the state after the last completed chunk of steps: its
+    potentials can be built, saved, and trained on.
+    """
+    feed = sources.IteratorFeed(
         (trainloader_source, trainloader_target, validloader_source,
          validloader_target), self.dim_data, self.model.on_sphere
     )
-    return self._train(source, training.stacked_batches, callback)
+    return self._train(feed, callback)
 
-  def _train(
-      self, source: Any, batch_fn: training.BatchFn,
-      callback: Optional[Callback_t]
-  ) -> Train_t:
+  # W2NeuralDual's two training loops both mean "train" for ENOT
+  train_neuraldual_parallel = train_neuraldual
+  train_neuraldual_alternating = train_neuraldual
 
-    def keep(state: training.ENOTTrainState) -> None:
-      self.state = state
+  def get_step_fn(self, train: bool, to_optimize: str):
+    """Not available: ENOT has no W2NeuralDual step functions.
 
-    _, logs = training.train(
-        self.state,
-        runner=self._runner(batch_fn),
-        metrics_fn=self.metrics_fn,
-        to_potentials=self._potentials_of,
-        source=source,
-        num_train_iters=self.num_train_iters,
-        bidirectional=self.is_bidirectional,
-        log_freq=self.log_freq,
-        valid_freq=self.valid_freq,
-        chunk_size=self.chunk_size,
-        callback=callback,
-        progress_bar=self.progress_bar,
-        on_state=keep,
+    Raises:
+      NotImplementedError: use :attr:`step_fns` (``{forward: step}``, jitted
+        :func:`~ott_enot.training.enot_step`) instead.
+    """
+    raise NotImplementedError(
+        "ExpectileNeuralDual has no W2NeuralDual step functions "
+        f"(get_step_fn(train={train!r}, to_optimize={to_optimize!r})); use "
+        "`solver.step_fns[forward](state, x, y, step)`, the jitted "
+        "`ott_enot.training.enot_step`."
     )
-    return logs
+
+  def _train(self, feed: Any, callback: Optional[Callback_t]) -> Train_t:
+    cell = training.StateCell(self.state)
+    try:
+      return training.train(
+          cell,
+          feed,
+          config=self.loop_config(),
+          num_train_iters=self.num_train_iters,
+          log_freq=self.log_freq,
+          valid_freq=self.valid_freq,
+          to_potentials=self._potentials_of,
+          callback=callback,
+          progress_bar=self.progress_bar,
+      )
+    finally:  # whatever raised: the last completed state, never a donated one
+      self.state = cell.state
 
   def _potentials_of(
       self,

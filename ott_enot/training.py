@@ -2,27 +2,38 @@ r"""The ENOT training step as a pure function, and the fused loop driving it.
 
 :func:`enot_step` maps ``(ENOTTrainState, source[n, d], target[n, d], step)``
 to ``(ENOTTrainState, StepMetrics)`` and never reaches into an object, so it
-can be jitted, scanned over or vmapped. :func:`run_steps` runs a chunk of
-steps inside one ``lax.scan``; :func:`train` dispatches chunks (one dispatch
-per chunk, the state donated) with batches either sampled on the device
-(:class:`SamplerSource`) or stacked from the user's iterators
-(:class:`IteratorSource`), which JAX's asynchronous dispatch prepares while
-the device works on the previous chunk. A step whose loss, gradients or
+can be jitted, scanned over or vmapped. A step whose loss, gradients or
 updated parameters are not finite is not applied: the state keeps its last
-good parameters and records the step in :attr:`ENOTTrainState.diverged_at`,
-and :func:`train` raises :class:`TrainingDivergedError`.
+good parameters and records the step in :attr:`ENOTTrainState.diverged_at`.
+
+The loop runs the steps in *windows* of ``W`` consecutive steps, one compiled
+program for all of them (:func:`run_chunk`, jitted once per
+:class:`LoopConfig` and batch-source type): window ``j`` holds the steps
+``(j - 1) W + 1, ..., j W``, so windows end at the multiples of ``W`` (and
+step 0 ends the first one). A window that the run only partly covers (the
+first, the last) masks the steps outside ``[lo, hi]``: they are computed on
+accelerators and skipped on the CPU, and never applied. Validation after a
+step inside a window uses a snapshot of the parameters taken in the scan, so
+``valid_freq`` never splits a window. :func:`train` dispatches the windows,
+keeping in a :class:`StateCell` the newest state that no pending computation
+owns: whatever raises, the caller keeps the last completed chunk's state.
 """
+import contextlib
+import dataclasses
 import functools
-import itertools
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+import signal
+import threading
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from flax import struct
 from flax.training import train_state
 
-from ott_enot import checks, losses, maps
+from ott_enot import losses, maps, sources
 
 __all__ = [
     "ENOTTrainState",
@@ -30,13 +41,14 @@ __all__ = [
     "TrainingDivergedError",
     "enot_step",
     "enot_metrics",
-    "run_steps",
-    "chunk_bounds",
-    "dispatch_lengths",
-    "ChunkRunner",
-    "IteratorSource",
-    "SamplerSource",
+    "is_forward",
+    "LoopConfig",
+    "Window",
+    "windows",
+    "run_chunk",
+    "StateCell",
     "train",
+    "chunk_programs_compiled",
 ]
 
 
@@ -97,24 +109,35 @@ class TrainingDivergedError(FloatingPointError):
     )
 
 
-def _finite(tree: Any) -> jnp.ndarray:
-  leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def _finite(loss: jnp.ndarray, params: Any) -> jnp.ndarray:
+  """Whether the loss and all updated parameters are finite.
+
+  One global norm instead of a reduction per leaf: a NaN/inf anywhere (from
+  the gradients or from the optimiser) makes the norm non-finite, and the
+  compiled step stays small (this halves its compile time on the CPU).
+  """
+  return jnp.isfinite(loss + optax.global_norm(params))
+
+
+def is_forward(step: Any, bidirectional: bool) -> Any:
+  """The schedule: step ``k`` goes forward iff ``k`` is even or training is
+  one-directional (as in ott). Works on ints and traced integers."""
+  return (step % 2 == 0) | (not bidirectional)
 
 
 def _losses(
-    state: ENOTTrainState, source: jnp.ndarray, target: jnp.ndarray, *,
-    model: maps.TransportModel, expectile: float, expectile_loss_coef: float,
-    forward: bool, with_grad: bool
+    params_f: Any, params_g: Any, source: jnp.ndarray, target: jnp.ndarray,
+    *, model: maps.TransportModel, expectile: float,
+    expectile_loss_coef: float, forward: bool, with_grad: bool
 ):
   if forward:
-    map_params, pot_params = state.state_f.params, state.state_g.params
+    map_params, pot_params = params_f, params_g
     map_fn, value_fn, cost_fn = (
         model.forward_map, model.potential_g, model.training_cost
     )
     x, y = source, target
   else:
-    map_params, pot_params = state.state_g.params, state.state_f.params
+    map_params, pot_params = params_g, params_f
     map_fn, value_fn = model.inverse_map, model.potential_f
     cost_fn = lambda a, b: model.training_cost(b, a)
     x, y = target, source
@@ -154,6 +177,7 @@ def enot_step(
     expectile: float,
     expectile_loss_coef: float,
     forward: bool,
+    active: Any = True,
 ) -> tuple:
   """One ENOT gradient step in one direction (pure).
 
@@ -171,26 +195,31 @@ def enot_step(
     expectile: :math:`\\tau`.
     expectile_loss_coef: :math:`\\lambda`.
     forward: Direction (static).
+    active: Boolean scalar; an inactive step (a masked position of a
+      window) computes but changes nothing.
 
   Returns:
-    ``(new_state, StepMetrics)``. If the loss, a gradient or an updated
-    parameter is not finite, or the state had already diverged, ``new_state``
-    keeps the old parameters and optimizer states.
+    ``(new_state, StepMetrics)``. If the step is inactive, the state had
+    already diverged, or the loss or an updated parameter is not finite (a
+    non-finite gradient makes the updated parameters non-finite), ``new_state`` keeps the old parameters and optimizer states; the
+    first non-finite active step is recorded in ``diverged_at``.
   """
   metrics, grads_f, grads_g = _losses(
-      state, source, target, model=model, expectile=expectile,
-      expectile_loss_coef=expectile_loss_coef, forward=forward, with_grad=True
+      state.state_f.params, state.state_g.params, source, target, model=model,
+      expectile=expectile, expectile_loss_coef=expectile_loss_coef,
+      forward=forward, with_grad=True
   )
   new_f = state.state_f.apply_gradients(grads=grads_f)
   new_g = state.state_g.apply_gradients(grads=grads_g)
-  ok = _finite((metrics.loss, grads_f, grads_g, new_f.params, new_g.params))
-  ok = ok & (state.diverged_at < 0)
+  finite = _finite(metrics.loss, (new_f.params, new_g.params))
+  fresh = state.diverged_at < 0
+  apply = finite & fresh & active
   keep = lambda new, old: jax.tree_util.tree_map(
-      lambda a, b: jnp.where(ok, a, b), new, old
+      lambda a, b: jnp.where(apply, a, b), new, old
   )
   diverged_at = jnp.where(
-      ok | (state.diverged_at >= 0), state.diverged_at,
-      jnp.asarray(step, jnp.int32)
+      active & fresh & ~finite, jnp.asarray(step, jnp.int32),
+      state.diverged_at
   )
   return ENOTTrainState(
       keep(new_f, state.state_f), keep(new_g, state.state_g), diverged_at
@@ -203,399 +232,388 @@ def enot_metrics(
 ) -> StepMetrics:
   """Forward-direction metrics on a batch, no update (validation)."""
   metrics, _, _ = _losses(
-      state, source, target, model=model, expectile=expectile,
-      expectile_loss_coef=expectile_loss_coef, forward=True, with_grad=False
+      state.state_f.params, state.state_g.params, source, target, model=model,
+      expectile=expectile, expectile_loss_coef=expectile_loss_coef,
+      forward=True, with_grad=False
   )
   return metrics
 
 
 # ---------------------------------------------------------------------------
-# Fused chunks of steps
+# One compiled program for all windows of a run
 # ---------------------------------------------------------------------------
 
-BatchFn = Callable[[Any, jnp.ndarray, jnp.ndarray], tuple]
+
+def _inner_validations(window: int, valid_freq: int) -> int:
+  """Most validation steps strictly inside a window (before its last step)."""
+  if valid_freq % window == 0:
+    return 0  # validation steps are window ends
+  if window % valid_freq == 0:
+    return window // valid_freq - 1
+  return (window - 2) // valid_freq + 1
 
 
-def run_steps(
-    state: ENOTTrainState,
-    start: jnp.ndarray,
-    payload: Any,
-    *,
-    length: int,
-    first_forward: bool,
-    bidirectional: bool,
-    batch_fn: BatchFn,
-    step_fns: Dict[bool, Callable],
-) -> tuple:
-  """``length`` consecutive steps from step ``start`` in one ``lax.scan`` (pure).
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """Static configuration of the compiled chunk program (hashable).
 
-  The direction of each step is static: with bidirectional training the scan
-  runs over pairs of steps (forward then backward, or the reverse when the
-  chunk starts on a backward step), plus one last step when ``length`` is odd,
-  so no ``lax.cond`` is needed on the device.
+  Build it with :meth:`create`. Two runs with equal configs and batch
+  sources of the same type and shapes share one compiled program.
 
-  Args:
-    state: State before step ``start``.
-    start: Integer scalar, the first step's number.
-    payload: Data for ``batch_fn`` (stacked batches, or a sampler's data).
-    length: Number of steps (static).
-    first_forward: Direction of step ``start`` (static).
-    bidirectional: Alternate directions (static).
-    batch_fn: ``(payload, i, step) -> (x, y)`` for position ``i`` of the chunk
-      and global step ``step``.
-    step_fns: ``{forward: (state, x, y, step) -> (state, metrics)}``.
-
-  Returns:
-    ``(state, metrics)`` with every field of ``metrics`` of shape
-    ``[length]``, in step order.
+  Attributes:
+    model: The :class:`~ott_enot.maps.TransportModel` (hashed by identity).
+    expectile: :math:`\\tau`.
+    expectile_loss_coef: :math:`\\lambda`.
+    bidirectional: Alternate forward and backward steps.
+    window: Steps per window (even when bidirectional, so that every window
+      starts on a backward step and the scan runs over static
+      (backward, forward) pairs).
+    chunk_size: The requested chunk size (``window`` rounded it up to even);
+      chunks also end at its multiples (see :func:`windows`).
+    snapshots: Validation steps a window can hold before its end; the scan
+      keeps a snapshot of the parameters after each.
+    skip_masked: Skip masked steps with ``lax.cond`` (on the CPU) instead of
+      computing them and discarding the result (on accelerators, where a
+      conditional may synchronise with the host).
   """
+  model: maps.TransportModel
+  expectile: float
+  expectile_loss_coef: float
+  bidirectional: bool
+  window: int
+  chunk_size: int
+  snapshots: int = 0
+  skip_masked: bool = False
 
-  def one(state, i, forward):
-    step = start + i
-    x, y = batch_fn(payload, i, step)
-    return step_fns[forward](state, x, y, step)
-
-  if not bidirectional:
-    return jax.lax.scan(
-        lambda st, i: one(st, i, True), state, jnp.arange(length)
+  @classmethod
+  def create(
+      cls,
+      *,
+      model: maps.TransportModel,
+      expectile: float,
+      expectile_loss_coef: float,
+      bidirectional: bool,
+      chunk_size: int,
+      valid_freq: int,
+      backend: Optional[str] = None,
+  ) -> "LoopConfig":
+    """The config for ``chunk_size`` steps per window (rounded up to even
+    when bidirectional) and validation every ``valid_freq`` steps."""
+    window = chunk_size + (chunk_size % 2 if bidirectional else 0)
+    backend = jax.default_backend() if backend is None else backend
+    return cls(
+        model=model,
+        expectile=float(expectile),
+        expectile_loss_coef=float(expectile_loss_coef),
+        bidirectional=bool(bidirectional),
+        window=window,
+        chunk_size=int(chunk_size),
+        snapshots=_inner_validations(window, valid_freq),
+        skip_masked=backend == "cpu",
     )
-  second = not first_forward
-  pairs = length // 2
-
-  def pair(st, p):
-    st, m1 = one(st, 2 * p, first_forward)
-    st, m2 = one(st, 2 * p + 1, second)
-    return st, (m1, m2)
-
-  state, (m1, m2) = jax.lax.scan(pair, state, jnp.arange(pairs))
-  metrics = jax.tree.map(
-      lambda a, b: jnp.stack([a, b], axis=1).reshape(-1), m1, m2
-  )
-  if length % 2:
-    state, last = one(state, length - 1, first_forward)
-    metrics = jax.tree.map(
-        lambda a, b: jnp.concatenate([a, b[None]]), metrics, last
-    )
-  return state, metrics
-
-
-def stacked_batches(payload, i, step):
-  """``batch_fn`` for host batches stacked as ``(xs[L, n, d], ys[L, n, d])``."""
-  del step
-  xs, ys = payload
-  return xs[i], ys[i]
-
-
-class ChunkRunner:
-  """Jitted :func:`run_steps`, compiled once per (length, first direction).
-
-  The state argument is donated: the caller must not keep references to it.
-  """
-
-  def __init__(
-      self, step_fns: Dict[bool, Callable], bidirectional: bool,
-      batch_fn: BatchFn
-  ):
-    self.step_fns = step_fns
-    self.bidirectional = bidirectional
-    self.batch_fn = batch_fn
-    self._compiled: Dict[tuple, Callable] = {}
 
   @property
-  def num_compiled(self) -> int:
-    """How many chunk variants this runner has compiled."""
-    return len(self._compiled)
-
-  def __call__(
-      self, state: ENOTTrainState, start: int, length: int, payload: Any
-  ) -> tuple:
-    first_forward = not self.bidirectional or start % 2 == 0
-    key = (length, first_forward)
-    fn = self._compiled.get(key)
-    if fn is None:
-      fn = jax.jit(
-          functools.partial(
-              run_steps,
-              length=length,
-              first_forward=first_forward,
-              bidirectional=self.bidirectional,
-              batch_fn=self.batch_fn,
-              step_fns=self.step_fns,
-          ),
-          donate_argnums=0,
-      )
-      self._compiled[key] = fn
-    return fn(state, jnp.asarray(start, jnp.int32), payload)
+  def step_kwargs(self) -> Dict[str, Any]:
+    """Keyword arguments of :func:`enot_step` and :func:`enot_metrics`."""
+    return {
+        "model": self.model,
+        "expectile": self.expectile,
+        "expectile_loss_coef": self.expectile_loss_coef,
+    }
 
 
-def dispatch_lengths(
-    length: int, chunk_size: int, compiled: int = 0
-) -> List[int]:
-  """How a chunk of ``length`` steps is dispatched: a list of scan lengths.
+class Window(NamedTuple):
+  """Steps ``first, ..., first + W - 1`` of which ``lo, ..., hi`` are run."""
+  first: int
+  lo: int
+  hi: int
 
-  Each distinct scan length compiles once. Lengths ``chunk_size``,
-  ``chunk_size - 1`` (the last chunk of a run of a multiple of ``chunk_size``
-  steps) and 1 run as one scan, and so does any length while fewer than
-  :data:`EXACT_VARIANTS` variants are ``compiled``; after that, other
-  lengths (left by a ``valid_freq`` that is no multiple of ``chunk_size``)
-  run as powers of two, largest first, so a run compiles at most about
-  ``2 log2(chunk_size) + 8`` variants.
+
+def windows(
+    num_train_iters: int, window: int, chunk_size: Optional[int] = None
+) -> List[Window]:
+  """The chunks of a run of ``num_train_iters`` steps, one dispatch each.
+
+  Window ``j`` holds steps ``(j - 1) * window + 1`` to ``j * window``: step 0
+  ends the first window and every multiple of ``window`` ends one. A window is
+  also split after every multiple of ``chunk_size`` (when an odd chunk size
+  was rounded up to an even ``window``), so the chunk ends, where callbacks
+  fire, are step 0, the multiples of ``chunk_size`` and of ``window``, and
+  the last step.
   """
-  if length in (chunk_size, chunk_size - 1, 1) or compiled < EXACT_VARIANTS:
-    return [length]
-  out, bit = [], 1 << (length.bit_length() - 1)
-  while length:
-    if length >= bit:
-      out.append(bit)
-      length -= bit
-    bit >>= 1
+  chunk_size = window if chunk_size is None else chunk_size
+  out, last, first = [], num_train_iters - 1, 1 - window
+  while max(first, 0) <= last:
+    lo, end = max(first, 0), min(first + window - 1, last)
+    for hi in range(lo, end + 1):
+      if hi == end or hi % chunk_size == 0:
+        out.append(Window(first, lo, hi))
+        lo = hi + 1
+    first += window
   return out
 
 
-#: Compiled chunk variants below which any chunk length runs as one scan.
-EXACT_VARIANTS = 4
+def run_chunk(
+    state: ENOTTrainState,
+    source: sources.BatchSource,
+    first: jnp.ndarray,
+    lo: jnp.ndarray,
+    hi: jnp.ndarray,
+    snapshot_steps: jnp.ndarray,
+    *,
+    config: LoopConfig,
+) -> tuple:
+  """One window of steps in one ``lax.scan`` (pure).
 
-
-def chunk_bounds(
-    num_train_iters: int,
-    chunk_size: int,
-    valid_freq: int,
-    callback: bool = True,
-) -> List[tuple]:
-  """``(start, end)`` of each chunk, ``end`` included.
-
-  Chunks end after every multiple of ``chunk_size`` and of ``valid_freq``, and
-  after the last step, so that validation runs after exactly the steps ott
-  validates at; with a ``callback`` also after step 0, so that callbacks (at
-  chunk ends) fire at ``step % chunk_size == 0`` from step 0 on.
-  """
-  last = num_train_iters - 1
-  if last < 0:
-    return []
-  ends = {0, last} if callback else {last}
-  ends.update(range(chunk_size, last, chunk_size))
-  ends.update(range(valid_freq, last, valid_freq))
-  bounds, start = [], 0
-  for end in sorted(ends):
-    bounds.append((start, end))
-    start = end + 1
-  return bounds
-
-
-class IteratorSource:
-  """Batches from the user's four iterators, checked and stacked per chunk."""
-
-  names = ("trainloader_source", "trainloader_target", "validloader_source",
-           "validloader_target")
-
-  def __init__(self, loaders: tuple, dim: int, on_sphere: bool):
-    self.iters = [iter(it) for it in loaders]
-    self.dim = dim
-    self.on_sphere = on_sphere
-
-  def peek(self, which: tuple) -> None:
-    """Check the first batch of the given iterators before compiling."""
-    for j in which:
-      try:
-        first = next(self.iters[j])
-      except StopIteration:
-        raise ValueError(
-            f"`{self.names[j]}` is empty: it must yield batches."
-        ) from None
-      checks.check_batch(self.names[j], first, self.dim, self.on_sphere)
-      self.iters[j] = itertools.chain([first], self.iters[j])
-
-  def _pair(self, valid: bool):
-    a, b = (2, 3) if valid else (0, 1)
-    names = (self.names[a], self.names[b])
-    try:
-      x, y = next(self.iters[a]), next(self.iters[b])
-    except StopIteration:
-      raise ValueError(
-          f"`{names[0]}` or `{names[1]}` ran out of batches; pass iterators "
-          f"that yield at least as many batches as `num_train_iters` needs "
-          f"(e.g. infinite generators)."
-      ) from None
-    x = checks.check_batch(names[0], x, self.dim, self.on_sphere)
-    y = checks.check_batch(names[1], y, self.dim, self.on_sphere)
-    if x.shape[0] != y.shape[0]:
-      raise ValueError(
-          f"`{names[0]}` and `{names[1]}` yielded batches of {x.shape[0]} and "
-          f"{y.shape[0]} points: ENOT pairs them, so they must be equal."
-      )
-    return x, y
-
-  def chunk(self, start: int, end: int) -> tuple:
-    """``(xs[L, n, d], ys[L, n, d])`` for steps ``start`` to ``end``."""
-    pairs = [self._pair(valid=False) for _ in range(end - start + 1)]
-    stack = lambda k: jnp.stack([jnp.asarray(p[k]) for p in pairs])
-    try:
-      return stack(0), stack(1)
-    except (ValueError, TypeError) as err:
-      raise ValueError(
-          "The training iterators must yield batches of one fixed size; "
-          f"got varying sizes ({err})."
-      ) from None
-
-  @staticmethod
-  def piece(payload: tuple, offset: int, length: int) -> tuple:
-    """Steps ``offset`` to ``offset + length - 1`` of a chunk's payload."""
-    if offset == 0 and length == payload[0].shape[0]:
-      return payload
-    return tuple(p[offset:offset + length] for p in payload)
-
-  def valid(self, count: int) -> tuple:
-    """The next validation pair."""
-    del count
-    x, y = self._pair(valid=True)
-    return jnp.asarray(x), jnp.asarray(y)
-
-
-class SamplerSource:
-  """Batches sampled on the device by a pure function of a key.
+  Position ``i`` of the window is step ``first + i``; it is applied iff
+  ``lo <= first + i <= hi``. With bidirectional training the scan runs over
+  pairs (backward, forward): windows start on odd steps, and
+  :func:`is_forward` decides statically, so the device never branches on the
+  direction.
 
   Args:
-    sample_step: ``(data, key, index, valid) -> (x[n, d], y[n, d])``.
-    data: Pytree argument of ``sample_step`` (e.g. a
-      :class:`~ott_enot.data.PointCloudStream`).
-    key: PRNG key; step ``k`` uses the ``k``-th batches.
+    state: State before step ``lo``.
+    source: A :class:`~ott_enot.sources.BatchSource`.
+    first: Integer scalar, the window's first step.
+    lo: First step to apply.
+    hi: Last step to apply.
+    snapshot_steps: ``int32[config.snapshots]``: steps after which to keep
+      the parameters (``-1`` for unused slots).
+    config: The static :class:`LoopConfig`.
+
+  Returns:
+    ``(state, metrics, snapshots)``: the state after step ``hi``,
+    :class:`StepMetrics` with fields of shape ``[window]`` (zeros or
+    garbage at masked positions), and ``(params_f, params_g)`` stacked over
+    the snapshot slots.
   """
+  group = 2 if config.bidirectional else 1
+  directions = [is_forward(1 + p, config.bidirectional) for p in range(group)]
+  params = lambda st: (st.state_f.params, st.state_g.params)
 
-  def __init__(self, sample_step: Callable, data: Any, key: jax.Array):
-    self.sample_step = sample_step
-    self.data = data
-    self.key = key
-    self._valid = jax.jit(
-        lambda d, k, i: sample_step(d, k, i, True)
+  def one(carry, i, forward):
+    st, snaps = carry
+    step = first + i
+    x, y = source.train_batch(i, step)
+    active = (step >= lo) & (step <= hi)
+    st, metrics = enot_step(
+        st, x, y, step, forward=forward, active=active, **config.step_kwargs
     )
+    if config.snapshots:
+      hit = snapshot_steps == step
+      snaps = jax.tree.map(
+          lambda buf, p: jnp.where(
+              hit.reshape(hit.shape + (1,) * p.ndim), p[None], buf
+          ), snaps, params(st)
+      )
+    return (st, snaps), metrics
 
-  def batch_fn(self, payload, i, step):
-    """``batch_fn`` for :func:`run_steps`: sample step ``step`` on device."""
-    del i
-    data, key = payload
-    return self.sample_step(data, key, step, False)
+  def run_group(carry, g):
+    out = []
+    for p, forward in enumerate(directions):
+      carry, metrics = one(carry, g * group + p, forward)
+      out.append(metrics)
+    return carry, jax.tree.map(lambda *a: jnp.stack(a), *out)
 
-  def peek(self, which: tuple) -> None:  # noqa: D102
-    del which  # the sampler's data were checked when it was built
+  def skip_group(carry, g):
+    del g
+    zero = jnp.zeros((group,), jnp.float32)
+    return carry, StepMetrics(zero, zero, zero, zero)
 
-  def chunk(self, start: int, end: int) -> tuple:  # noqa: D102
-    del start, end
-    return self.data, self.key
+  def body(carry, g):
+    if not config.skip_masked:
+      return run_group(carry, g)
+    start = first + g * group
+    live = (start + group - 1 >= lo) & (start <= hi)
+    return jax.lax.cond(live, run_group, skip_group, carry, g)
 
-  @staticmethod
-  def piece(payload: tuple, offset: int, length: int) -> tuple:  # noqa: D102
-    del offset, length
-    return payload
+  snaps = jax.tree.map(
+      lambda p: jnp.broadcast_to(p, (config.snapshots,) + p.shape),
+      params(state)
+  ) if config.snapshots else ()
+  (state, snaps), metrics = jax.lax.scan(
+      body, (state, snaps), jnp.arange(config.window // group)
+  )
+  metrics = jax.tree.map(lambda a: a.reshape(-1), metrics)
+  return state, metrics, snaps
 
-  def valid(self, count: int) -> tuple:  # noqa: D102
-    return self._valid(self.data, self.key, jnp.asarray(count, jnp.int32))
+
+_run_chunk = jax.jit(
+    run_chunk, static_argnames=("config",), donate_argnums=(0,)
+)
 
 
-def _append(logs: Dict[str, List], metrics: StepMetrics, row=None) -> None:
+def chunk_programs_compiled() -> int:
+  """How many chunk programs this process has compiled (all solvers)."""
+  return _run_chunk._cache_size()  # pylint: disable=protected-access
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _validation_metrics(
+    params_f: Any, params_g: Any, x: jnp.ndarray, y: jnp.ndarray, *,
+    config: LoopConfig
+) -> StepMetrics:
+  metrics, _, _ = _losses(
+      params_f, params_g, x, y, forward=True, with_grad=False,
+      **config.step_kwargs
+  )
+  return metrics
+
+
+@jax.jit
+def _fresh_copy(state: ENOTTrainState) -> ENOTTrainState:
+  # a copy for the loop to donate (the caller's buffers survive), not diverged
+  state = jax.tree.map(jnp.copy, state)
+  return state.replace(diverged_at=jnp.asarray(-1, jnp.int32))
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+  """Hold back Ctrl-C while a chunk is dispatched and its output recorded.
+
+  Between donating the input state and storing the output there must be no
+  ``KeyboardInterrupt``, or both would be lost. Outside the main thread
+  (where signals are never delivered) this does nothing.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda sig, frame: received.append(1))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+    if received:
+      if callable(previous):
+        previous(signal.SIGINT, None)
+      elif previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
+@dataclasses.dataclass
+class StateCell:
+  """The newest training state that no pending computation owns.
+
+  :func:`train` rebinds :attr:`state` right after each chunk is dispatched
+  (the input state is donated to the chunk, the output is the new state), so
+  whatever raises during training, :attr:`state` is the state after the last
+  completed chunk and never a donated buffer. The solver assigns it back in
+  one place, in a ``finally``.
+  """
+  state: ENOTTrainState
+
+
+def _new_logs() -> Dict[str, Dict[str, List]]:
+  return {
+      "train_logs": {"loss_f": [], "loss_g": [], "w_dist": [], "directions": []},
+      "valid_logs": {"loss_f": [], "loss_g": [], "w_dist": []},
+  }
+
+
+def _append(logs: Dict[str, List], metrics: Any, row: Optional[int] = None):
   for key in ("loss_f", "loss_g", "w_dist"):
     value = getattr(metrics, key)
     logs[key].append(float(value if row is None else value[row]))
 
 
-def _copy(tree: Any) -> Any:
-  return jax.tree.map(jnp.copy, tree)
-
-
 def train(
-    state: ENOTTrainState,
+    cell: StateCell,
+    feed: Any,
     *,
-    runner: ChunkRunner,
-    metrics_fn: Callable,
-    to_potentials: Callable[[ENOTTrainState], Any],
-    source: Any,
+    config: LoopConfig,
     num_train_iters: int,
-    bidirectional: bool,
     log_freq: int,
     valid_freq: int,
-    chunk_size: int = 1,
+    to_potentials: Callable[[ENOTTrainState], Any],
     callback: Optional[Callable[[int, Any], Any]] = None,
     progress_bar: bool = True,
-    on_state: Optional[Callable[[ENOTTrainState], None]] = None,
-) -> tuple:
-  """Run ``num_train_iters`` steps in fused chunks, with ott's schedule.
+) -> Dict[str, Dict[str, List]]:
+  """Run ``num_train_iters`` steps in windows, with ott's schedule.
 
-  Step ``k`` goes forward when ``k`` is even or training is not
-  bidirectional, backward otherwise; each step takes one batch from each
-  training source. Logs hold the metrics of the steps ``k % log_freq == 0``;
-  validation runs after the steps ``k != 0``, ``k % valid_freq == 0``, as in
-  ott. Steps run in chunks of up to ``chunk_size`` inside one ``lax.scan``
-  (one dispatch per chunk); ``callback(k, potentials)`` is called after the
-  last step ``k`` of each chunk: after step 0, every multiple of
-  ``chunk_size`` and of ``valid_freq``, and the last step (see
-  :func:`chunk_bounds`). ``chunk_size=1`` calls it after every step, as ott
-  does.
+  Step ``k`` goes forward when :func:`is_forward` says so and takes one batch
+  from each training source. Logs hold the metrics of the steps
+  ``k % log_freq == 0``; validation runs after the steps ``k != 0``,
+  ``k % valid_freq == 0``, as in ott, on the parameters after step ``k``.
+  ``callback(k, potentials)`` is called after the last step ``k`` of each
+  chunk: step 0, every multiple of ``config.chunk_size`` (and of
+  ``config.window``), and the last step (see :func:`windows`).
 
   Args:
-    state: Initial state (copied; the copy is donated chunk by chunk).
-    runner: The :class:`ChunkRunner`.
-    metrics_fn: Jitted ``(state, x, y) -> StepMetrics`` for validation.
-    to_potentials: Builds potentials from a state.
-    source: :class:`IteratorSource` or :class:`SamplerSource`.
+    cell: Holds the initial state, and afterwards (also when this raises) the
+      state after the last completed chunk. The initial state is copied
+      before anything is donated, so buffers the caller holds survive.
+    feed: A :class:`~ott_enot.sources.DeviceFeed` or
+      :class:`~ott_enot.sources.IteratorFeed`.
+    config: The :class:`LoopConfig`.
     num_train_iters: Number of steps.
-    bidirectional: Alternate directions.
     log_freq: Logging period.
     valid_freq: Validation period.
-    chunk_size: Most steps per dispatch.
+    to_potentials: Builds potentials from a state.
     callback: Optional ``callback(step, potentials)``.
     progress_bar: Show a tqdm bar (steps/s and the loss).
-    on_state: Called with the newest state after each chunk.
 
   Returns:
-    ``(state, logs)`` with ott's log layout.
+    The logs, laid out as ott's.
 
   Raises:
     TrainingDivergedError: if a step was not finite.
-    ValueError: for bad batches, before the first step compiles.
+    ValueError: for a bad batch (the first ones before anything compiles) or
+      an iterator that runs out.
   """
   from tqdm.auto import tqdm
 
-  train_logs = {"loss_f": [], "loss_g": [], "w_dist": [], "directions": []}
-  valid_logs = {"loss_f": [], "loss_g": [], "w_dist": []}
-  logs = {"train_logs": train_logs, "valid_logs": valid_logs}
-  if num_train_iters > 0:
-    source.peek((0, 1))
-  if num_train_iters > valid_freq:
-    source.peek((2, 3))
-  state = _copy(state)  # never donate buffers the caller still holds
+  logs = _new_logs()
+  train_logs, valid_logs = logs["train_logs"], logs["valid_logs"]
+  plan = windows(num_train_iters, config.window, config.chunk_size)
+  if not plan:
+    return logs
+  feed.check_first(validation=num_train_iters > valid_freq)
+  cell.state = _fresh_copy(cell.state)
   n_valid = 0
   with tqdm(total=num_train_iters, disable=not progress_bar,
             unit="step") as bar:
-    bounds = chunk_bounds(
-        num_train_iters, chunk_size, valid_freq, callback is not None
-    )
-    payload = source.chunk(*bounds[0]) if bounds else None
-    for k, (start, end) in enumerate(bounds):
-      length = end - start + 1
-      pieces, offset = [], 0
-      for n in dispatch_lengths(length, chunk_size, runner.num_compiled):
-        piece = source.piece(payload, offset, n)
-        state, part = runner(state, start + offset, n, piece)
-        pieces.append(part)
-        offset += n
-      if k + 1 < len(bounds):  # host work while the device runs this chunk
-        payload = source.chunk(*bounds[k + 1])
-      metrics = jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
-      if on_state is not None:
-        on_state(state)
-      if int(state.diverged_at) >= 0:
-        raise TrainingDivergedError(
-            int(state.diverged_at), to_potentials(state), logs
+    steps = lambda w: range(w.lo, w.hi + 1)
+    batches = feed.window(plan[0].first, steps(plan[0]), config.window)
+    for k, win in enumerate(plan):
+      inner = [s for s in range(max(win.lo, 1), win.hi) if s % valid_freq == 0]
+      slots = np.full((config.snapshots,), -1, np.int32)
+      slots[:len(inner)] = inner
+      with _interrupts_deferred():
+        state, metrics, snaps = _run_chunk(
+            cell.state, batches, win.first, win.lo, win.hi, slots,
+            config=config
         )
-      for step in range(start, end + 1):
-        if step % log_freq == 0:
-          _append(train_logs, metrics, step - start)
-          forward = not bidirectional or step % 2 == 0
+        cell.state = state
+      if k + 1 < len(plan):  # host work while the device runs this chunk
+        nxt = plan[k + 1]
+        batches = feed.window(nxt.first, steps(nxt), config.window)
+      metrics = jax.device_get(metrics)
+      diverged = int(state.diverged_at)
+      for step in steps(win):
+        if step % log_freq == 0 and (diverged < 0 or step < diverged):
+          _append(train_logs, metrics, step - win.first)
+          forward = is_forward(step, config.bidirectional)
           train_logs["directions"].append("forward" if forward else "backward")
-      bar.update(length)
-      bar.set_postfix(loss=f"{float(metrics.loss[-1]):.4g}", refresh=False)
-      if callback is not None:
-        callback(end, to_potentials(_copy(state)))
-      if end != 0 and end % valid_freq == 0:
-        _append(valid_logs, metrics_fn(state, *source.valid(n_valid)))
+      if diverged >= 0:
+        raise TrainingDivergedError(diverged, to_potentials(state), logs)
+      bar.update(win.hi - win.lo + 1)
+      bar.set_postfix(
+          loss=f"{float(metrics.loss[win.hi - win.first]):.4g}", refresh=False
+      )
+      for step in inner + ([win.hi] if win.hi and win.hi % valid_freq == 0
+                           else []):
+        if step == win.hi:
+          params = (state.state_f.params, state.state_g.params)
+        else:
+          j = inner.index(step)
+          params = jax.tree.map(lambda a, j=j: a[j], snaps)
+        x, y = feed.valid(n_valid)
         n_valid += 1
-  return state, logs
+        _append(valid_logs, _validation_metrics(*params, x, y, config=config))
+      if callback is not None:
+        callback(win.hi, to_potentials(_copy(state)))
+  return logs
