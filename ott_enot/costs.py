@@ -275,12 +275,16 @@ class CostEntry:
     cost_type: The class the factory builds (used to look costs up).
     parameterisations: Supported parameterisations, in order of preference.
     domain: ``"euclidean"`` (:math:`R^d`) or ``"sphere"`` (unit sphere).
+    symmetric: The cost claims :math:`c(x, y) = c(y, x)`.
+    metric: The cost claims to be a metric (symmetric, triangle inequality).
   """
   name: str
   factory: Callable[..., costs.CostFn]
   cost_type: type
   parameterisations: Tuple[str, ...]
   domain: str
+  symmetric: bool = False
+  metric: bool = False
 
 
 _REGISTRY: Dict[str, CostEntry] = {}
@@ -293,9 +297,20 @@ def register_cost(
     parameterisations: Tuple[str, ...],
     domain: str = "euclidean",
     cost_type: Optional[type] = None,
+    symmetric: bool = False,
+    metric: bool = False,
     overwrite: bool = False,
+    check: bool = True,
 ) -> CostEntry:
-  """Register a cost for ENOT under ``name``.
+  r"""Register a cost for ENOT under ``name``, after checking its claims.
+
+  With ``check=True`` the cost ``factory()`` builds is property-tested first
+  (:func:`ott_enot.testing.check_cost`, 20 examples per property, seed 0,
+  a few seconds): every property its parameterisations, domain and
+  ``symmetric``/``metric`` claims imply (the twist inverts the cost's
+  gradient, the Legendre transform satisfies Fenchel–Young with equality at
+  :math:`\nabla h`, gradients are finite on the diagonal, ...). A cost that
+  fails is refused, with the property and its counterexample.
 
   Args:
     name: Name for :func:`get_cost`.
@@ -306,14 +321,21 @@ def register_cost(
     domain: ``"euclidean"`` or ``"sphere"``.
     cost_type: The class ``factory`` builds; default: ``factory`` itself if
       it is a class, else ``type(factory())``.
+    symmetric: Claim :math:`c(x, y) = c(y, x)` (checked).
+    metric: Claim the cost is a metric (checked: symmetry and the triangle
+      inequality).
     overwrite: Replace an existing entry of the same name.
+    check: Property-test the claims before registering (needs
+      ``hypothesis``: ``pip install "ott-enot[testing]"``).
 
   Returns:
     The new :class:`CostEntry`.
 
   Raises:
-    ValueError: for an unknown parameterisation or domain, or a taken name.
+    ValueError: for an unknown parameterisation or domain, a taken name, or
+      a cost that fails a property it claims (the message has the report).
     TypeError: if the factory does not build an ott ``CostFn``.
+    ImportError: if ``check=True`` and hypothesis is not installed.
   """
   if not isinstance(name, str) or not name:
     raise ValueError(f"`name` must be a non-empty string, got {name!r}.")
@@ -338,9 +360,36 @@ def register_cost(
         f"`factory` must build an `ott.geometry.costs.CostFn`, got "
         f"{cost_type!r}."
     )
-  entry = CostEntry(name, factory, cost_type, params, domain)
+  entry = CostEntry(
+      name, factory, cost_type, params, domain, bool(symmetric or metric),
+      bool(metric)
+  )
+  if check:
+    _check_claims(entry)
   _REGISTRY[name] = entry
   return entry
+
+
+def _check_claims(entry: CostEntry) -> None:
+  from ott_enot import testing  # pylint: disable=import-outside-toplevel
+  report = testing.check_cost(
+      entry.factory(),
+      parameterisations=entry.parameterisations,
+      domain=entry.domain,
+      symmetric=entry.symmetric,
+      metric=entry.metric,
+      max_examples=20,
+      seed=0,
+  )
+  if not report.passed:
+    failed = ", ".join(r.name for r in report.failures)
+    raise ValueError(
+        f"register_cost({entry.name!r}) refused: the cost fails {failed}, "
+        f"which its claims (parameterisations={entry.parameterisations}, "
+        f"domain={entry.domain!r}, symmetric={entry.symmetric}, "
+        f"metric={entry.metric}) need. Fix the cost or its claims "
+        f"(check=False registers it unchecked).\n{report}"
+    )
 
 
 def get_cost(name: str, **kwargs: Any) -> costs.CostFn:
@@ -439,21 +488,32 @@ def default_parameterisation(cost_fn: costs.CostFn) -> str:
   return supported_parameterisations(cost_fn)[0]
 
 
+# The built-in costs are property-tested by the test suite (tests/
+# test_cost_properties.py), not at every import.
 register_cost(
     "sqeuclidean",
     costs.SqEuclidean,
     parameterisations=("twist", "correlation", "direct"),
+    symmetric=True,
+    check=False,
 )
-register_cost("euclidean", costs.Euclidean, parameterisations=("direct",))
+register_cost(
+    "euclidean", costs.Euclidean, parameterisations=("direct",), metric=True,
+    check=False
+)
 register_cost(
     "sphere_geodesic",
     SphereGeodesic,
     parameterisations=("direct",),
     domain="sphere",
+    metric=True,
+    check=False,
 )
 register_cost(
     "sphere_geodesic_sq",
     SphereGeodesicSq,
     parameterisations=("twist", "direct"),
     domain="sphere",
+    symmetric=True,
+    check=False,
 )

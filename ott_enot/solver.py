@@ -137,8 +137,8 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       bidirectional training also of ``chunk_size + 1``), and the last step,
       so a ``step % 1000 == 0`` check fires as in ott when ``chunk_size``
       divides 1000. ``chunk_size=1`` calls it after every step, as ott does
-      (each step is then a dispatch of a pair with one step masked). Logs and validation happen
-      at ott's steps whatever the chunk size.
+      (each step is then a dispatch of a pair with one step masked). Logs
+      and validation happen at ott's steps whatever the chunk size.
     back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
     num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
       networks are updated from one gradient each step); warns unless 1.
@@ -302,9 +302,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
             functools.partial(
                 training.enot_step,
                 forward=forward,
-                model=self.model,
-                expectile=self.expectile,
-                expectile_loss_coef=self.expectile_loss_coef,
+                **self.loop_config().step_kwargs,
             )
         ) for forward in (True, False)
     }

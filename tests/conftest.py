@@ -16,7 +16,14 @@ matplotlib.use("Agg")
 
 # Many tests build fresh solvers whose programs are identical; a persistent
 # compilation cache (one per test session) compiles each program once.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxcc-"))
+# The directory is made once by the pytest process that starts the session and
+# inherited by pytest-xdist's workers, so that they share it.
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.setdefault(
+        "OTT_ENOT_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="jaxcc-")
+    ),
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
