@@ -367,7 +367,10 @@ class PointCloudStream:
     )
 
   def loaders(
-      self, rng: Optional[jax.Array] = None
+      self,
+      rng: Optional[jax.Array] = None,
+      start: int = 0,
+      valid_start: int = 0,
   ) -> Tuple[Iterator[jnp.ndarray], ...]:
     """The four iterators :class:`~ott_enot.ExpectileNeuralDual` takes.
 
@@ -375,19 +378,27 @@ class PointCloudStream:
     deterministic for ``rng`` (default ``jax.random.key(0)``); the ``i``-th
     batches are those of ``sample_step(rng, i)``. Without a validation split,
     the validation iterators sample the training split.
+
+    Args:
+      rng: Key of the sampling.
+      start: Index of the first training batch: to resume a run from a
+        checkpoint of step ``k``, ``k + 1``.
+      valid_start: Index of the first validation batch: to resume, the
+        checkpoint's ``num_validations``.
     """
     key = jax.random.key(0) if rng is None else rng
     keys = jax.random.split(key, 4)
     draw = jax.jit(lambda m, k: m.sample(k))
 
-    def iterate(measure: WeightedPoints, k: jax.Array) -> Iterator[jnp.ndarray]:
-      i = 0
+    def iterate(measure: WeightedPoints, k: jax.Array,
+                i: int) -> Iterator[jnp.ndarray]:
       while True:
         yield draw(measure, jax.random.fold_in(k, i))
         i += 1
 
+    firsts = (int(start), int(start), int(valid_start), int(valid_start))
     return tuple(
-        iterate(m, k) for m, k in zip(self._measures(), keys)
+        iterate(m, k, i) for m, k, i in zip(self._measures(), keys, firsts)
     )
 
   def tree_flatten(self):  # noqa: D102

@@ -179,13 +179,25 @@ class ENOTPotentials(ott_potentials.DualPotentials):
           "`data` does not hold parameters for these networks: build the "
           f"solver with the same networks and dimension ({err})."
       ) from err
+    return self._with_params(params, "`data`")
+
+  def _with_params(self, params: Any, where: str) -> "ENOTPotentials":
+    target = {"f": self.params_f, "g": self.params_g}
+    if jtu.tree_structure(target) != jtu.tree_structure(params):
+      raise ValueError(
+          f"{where} holds parameters of other networks than these: build "
+          "the solver with the same networks and dimension."
+      )
     for want, got in zip(jtu.tree_leaves(target), jtu.tree_leaves(params)):
       if jnp.shape(want) != jnp.shape(got):
         raise ValueError(
-            "`data` holds parameters of other shapes than these networks "
+            f"{where} holds parameters of other shapes than these networks "
             f"({jnp.shape(got)} vs {jnp.shape(want)}): build the solver with "
             "the same networks and dimension."
         )
+    params = jax.tree.map(
+        lambda w, g: jnp.asarray(g, jnp.result_type(w)), target, params
+    )
     return ENOTPotentials(
         params["f"], params["g"], self.model, self.conjugate_solver
     )
@@ -195,13 +207,26 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     with open(path, "wb") as fh:
       fh.write(self.to_bytes())
 
-  def load(self, path: Union[str, os.PathLike]) -> "ENOTPotentials":
+  def load(self, path: Union[str, os.PathLike], kind: str = "latest",
+           step: Optional[int] = None) -> "ENOTPotentials":
     """New potentials with this one's networks and the parameters in ``path``.
 
-    The networks themselves are code, not data: build the same solver (e.g.
+    ``path`` is a file written by :meth:`save`, or a solver's
+    ``checkpoint_dir`` (then the ``kind`` checkpoint, ``"latest"`` or
+    ``"best"``, of ``step``, default the newest). The networks themselves
+    are code, not data: build the same solver (e.g.
     ``ExpectileNeuralDual(dim, ...).to_dual_potentials()``) and call ``load``
     on its potentials.
+
+    Raises:
+      ValueError: if ``path`` holds parameters of other networks (a
+        :class:`~ott_enot.checkpoints.CheckpointError` for a directory
+        without such a checkpoint).
     """
+    if os.path.isdir(path):
+      from ott_enot import checkpoints  # pylint: disable=import-outside-toplevel
+      params = checkpoints.read_params(path, kind, step)
+      return self._with_params(params, f"checkpoint {os.fspath(path)!r}")
     with open(path, "rb") as fh:
       return self.from_bytes(fh.read())
 

@@ -1,5 +1,6 @@
 r"""``ExpectileNeuralDual``: ENOT as a drop-in ott neural dual solver."""
 import functools
+import os
 import warnings
 from typing import (
     Any,
@@ -26,7 +27,8 @@ from ott.neural.networks import potentials as ott_potentials
 from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import linear_problem
 
-from ott_enot import checks, conjugate, data, maps, potentials, sources
+from ott_enot import checkpoints, checks, conjugate, data, maps, potentials
+from ott_enot import sources
 from ott_enot import training
 from ott_enot import costs as enot_costs
 
@@ -139,6 +141,15 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       divides 1000. ``chunk_size=1`` calls it after every step, as ott does
       (each step is then a dispatch of a pair with one step masked). Logs
       and validation happen at ott's steps whatever the chunk size.
+    checkpoint_dir: With a directory, training writes checkpoints there
+      (:mod:`ott_enot.checkpoints`, orbax): the whole training state, the
+      step, the logs, after the chunk that reaches each multiple of
+      ``checkpoint_every`` and after the last step, keeping the latest
+      ``checkpoint_keep`` and the one with the best validation ``w_dist``.
+      ``resume=True`` (in :meth:`fit` and :meth:`__call__`) goes on from the
+      latest.
+    checkpoint_every: Steps between checkpoints.
+    checkpoint_keep: How many of the latest checkpoints to keep.
     back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
     num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
       networks are updated from one gradient each step); warns unless 1.
@@ -178,6 +189,9 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
                                 ] = _DEFAULT_CONJUGATE,
       progress_bar: bool = True,
       chunk_size: int = 100,
+      checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+      checkpoint_every: int = 1000,
+      checkpoint_keep: int = 3,
       back_and_forth: Optional[bool] = None,
       num_inner_iters: int = 1,
       pos_weights: Optional[bool] = None,
@@ -239,6 +253,18 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     self.progress_bar = progress_bar
     self.chunk_size = int(chunk_size)
     self.dim_data = int(dim_data)
+    checks.check_positive_int("checkpoint_every", checkpoint_every)
+    checks.check_positive_int("checkpoint_keep", checkpoint_keep)
+    if checkpoint_dir is not None and not isinstance(
+        checkpoint_dir, (str, os.PathLike)
+    ):
+      raise TypeError(
+          "`checkpoint_dir` must be a path (str or os.PathLike), got "
+          f"{type(checkpoint_dir).__name__}."
+      )
+    self.checkpoint_dir = checkpoint_dir
+    self.checkpoint_every = int(checkpoint_every)
+    self.checkpoint_keep = int(checkpoint_keep)
 
     if optimizer_f is None:
       optimizer_f = optax.adam(learning_rate=3e-4, b1=0.9, b2=0.9)
@@ -357,6 +383,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       replace: bool = True,
       rng: Optional[jax.Array] = None,
       callback: Optional[Callback_t] = None,
+      resume: bool = False,
   ) -> Union[potentials.ENOTPotentials, Tuple[potentials.ENOTPotentials,
                                               Train_t]]:
     """Train on an ott geometry, a linear problem or a pure sampler.
@@ -378,6 +405,10 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       replace: Sample with replacement.
       rng: Key of the split and the sampling; default ``jax.random.key(0)``.
       callback: As in :meth:`__call__`.
+      resume: Go on from the latest checkpoint in ``checkpoint_dir`` (its
+        state, step and logs). Batches are keyed by the step, so with the
+        same ``geom`` and ``rng`` the resumed run equals an uninterrupted one
+        (bit for bit on CPU).
 
     Returns:
       As :meth:`__call__`.
@@ -385,10 +416,14 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     Raises:
       ValueError: for an unbalanced problem, another cost or dimension than
         the solver's, or bad points/weights.
+      ~ott_enot.checkpoints.CheckpointError: for ``resume=True`` without a
+        usable checkpoint.
     """
     key = jax.random.key(0) if rng is None else rng
     if callable(geom) and not isinstance(geom, data.PointCloudStream):
-      return self._fit_sampler(geom, jax.random.fold_in(key, 1), callback)
+      return self._fit_sampler(
+          geom, jax.random.fold_in(key, 1), callback, resume
+      )
     stream = geom if isinstance(geom, data.PointCloudStream) else (
         data.PointCloudStream.from_any(
             geom, batch_size=batch_size, valid_fraction=valid_fraction,
@@ -420,11 +455,13 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         stream.valid_target
     )
     source = sources.StreamBatches(stream, jax.random.fold_in(key, 1))
-    return self._finish(self._train(sources.DeviceFeed(source), callback))
+    return self._finish(
+        self._train(sources.DeviceFeed(source), callback, resume)
+    )
 
   def _fit_sampler(
       self, sampler: Callable[[jax.Array], tuple], key: jax.Array,
-      callback: Optional[Callback_t]
+      callback: Optional[Callback_t], resume: bool
   ):
     try:
       out = jax.eval_shape(sampler, jax.random.key(0))
@@ -444,7 +481,9 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           f"shape [n, {self.dim_data}] with the same n; got {out}."
       )
     source = sources.SamplerBatches(key, sampler)
-    return self._finish(self._train(sources.DeviceFeed(source), callback))
+    return self._finish(
+        self._train(sources.DeviceFeed(source), callback, resume)
+    )
 
   def _finish(self, logs: Train_t):
     res = self.to_dual_potentials()
@@ -468,6 +507,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       validloader_source: Iterator[jnp.ndarray],
       validloader_target: Iterator[jnp.ndarray],
       callback: Optional[Callback_t] = None,
+      resume: bool = False,
   ) -> Union[potentials.ENOTPotentials, Tuple[potentials.ENOTPotentials,
                                               Train_t]]:
     """Train and return the learned potentials.
@@ -481,6 +521,11 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         chunk of steps (see ``chunk_size``; after every step with
         ``chunk_size=1``). If it raises, training stops and the solver keeps
         the state after that chunk.
+      resume: Go on from the latest checkpoint in ``checkpoint_dir`` (state,
+        step, logs). Pass iterators positioned at the step after it: the
+        training iterators at batch ``step + 1`` and the validation ones
+        after the ``num_validations`` batches already used
+        (:meth:`~ott_enot.PointCloudStream.loaders` takes both positions).
 
     Returns:
       :class:`~ott_enot.ENOTPotentials`, or ``(potentials, logs)`` if
@@ -499,12 +544,13 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     further training work on it. A new call starts a new run (step 0) from
     that state.
     """
-    return self._finish(self.train_fn(
+    return self._finish(self.train_neuraldual(
         trainloader_source,
         trainloader_target,
         validloader_source,
         validloader_target,
         callback=callback,
+        resume=resume,
     ))
 
   def train_neuraldual(
@@ -514,6 +560,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       validloader_source: Iterator[jnp.ndarray],
       validloader_target: Iterator[jnp.ndarray],
       callback: Optional[Callback_t] = None,
+      resume: bool = False,
   ) -> Train_t:
     """Train for ``num_train_iters`` steps on the iterators; return the logs.
 
@@ -526,7 +573,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         (trainloader_source, trainloader_target, validloader_source,
          validloader_target), self.dim_data, self.model.on_sphere
     )
-    return self._train(feed, callback)
+    return self._train(feed, callback, resume)
 
   # W2NeuralDual's two training loops both mean "train" for ENOT
   train_neuraldual_parallel = train_neuraldual
@@ -546,7 +593,61 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         "`ott_enot.training.enot_step`."
     )
 
-  def _train(self, feed: Any, callback: Optional[Callback_t]) -> Train_t:
+  def checkpointer(self) -> Optional[checkpoints.Checkpointer]:
+    """The :class:`~ott_enot.checkpoints.Checkpointer` of ``checkpoint_dir``
+    (``None`` without one)."""
+    if self.checkpoint_dir is None:
+      return None
+    return checkpoints.Checkpointer(
+        self.checkpoint_dir, keep=self.checkpoint_keep,
+        every=self.checkpoint_every
+    )
+
+  def restore(self, kind: str = "latest",
+              step: Optional[int] = None) -> Dict[str, Any]:
+    """Load a checkpoint of ``checkpoint_dir`` into this solver.
+
+    Args:
+      kind: ``"latest"`` or ``"best"`` (by validation ``w_dist``).
+      step: Which checkpoint; default the newest of ``kind``.
+
+    Returns:
+      The checkpoint's metadata: ``step`` (the last step it had done),
+      ``logs``, ``num_validations``, ``w_dist`` (for the best).
+
+    Raises:
+      ~ott_enot.checkpoints.CheckpointError: if there is none, or it was
+        written for another cost, parameterisation, dimension or network.
+    """
+    ckpt = self.checkpointer()
+    if ckpt is None:
+      raise ValueError(
+          "This solver has no `checkpoint_dir`: build it with "
+          "`checkpoint_dir=...` (the directory of the run to restore)."
+      )
+    try:
+      state, meta = ckpt.restore(self, kind, step)
+    finally:
+      ckpt.close()
+    self.state = state
+    return meta
+
+  def _train(self, feed: Any, callback: Optional[Callback_t],
+             resume: bool = False) -> Train_t:
+    start, logs = 0, None
+    if resume:
+      meta = self.restore("latest")
+      start, logs = meta["step"] + 1, meta["logs"]
+    elif self.checkpoint_dir is not None:
+      earlier = checkpoints.checkpoint_steps(self.checkpoint_dir)
+      if earlier:
+        raise ValueError(
+            f"`checkpoint_dir` {os.fspath(self.checkpoint_dir)!r} holds "
+            f"checkpoints of an earlier run (steps {list(earlier)}): pass "
+            f"`resume=True` to go on from the latest, or use an empty "
+            f"directory."
+        )
+    ckpt = self.checkpointer()
     cell = training.StateCell(self.state)
     try:
       return training.train(
@@ -559,9 +660,17 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           to_potentials=self._potentials_of,
           callback=callback,
           progress_bar=self.progress_bar,
+          start=start,
+          logs=logs,
+          checkpointer=ckpt,
+          checkpoint_meta=None if ckpt is None else {
+              "signature": checkpoints.signature(self)
+          },
       )
     finally:  # whatever raised: the last completed state, never a donated one
       self.state = cell.state
+      if ckpt is not None:
+        ckpt.close()
 
   def _potentials_of(
       self,

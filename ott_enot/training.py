@@ -531,8 +531,12 @@ def train(
     to_potentials: Callable[[ENOTTrainState], Any],
     callback: Optional[Callable[[int, Any], Any]] = None,
     progress_bar: bool = True,
+    start: int = 0,
+    logs: Optional[Dict[str, Dict[str, List]]] = None,
+    checkpointer: Optional[Any] = None,
+    checkpoint_meta: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Dict[str, List]]:
-  """Run ``num_train_iters`` steps in windows, with ott's schedule.
+  """Run steps ``start, ..., num_train_iters - 1`` in windows, ott's schedule.
 
   Step ``k`` goes forward when :func:`is_forward` says so and takes one batch
   from each training source. Logs hold the metrics of the steps
@@ -555,6 +559,15 @@ def train(
     to_potentials: Builds potentials from a state.
     callback: Optional ``callback(step, potentials)``.
     progress_bar: Show a tqdm bar (steps/s and the loss).
+    start: First step to run (a resumed run: the step after its checkpoint).
+      The windows are those of a run from step 0, so a resumed run applies
+      exactly the steps an uninterrupted one would.
+    logs: The logs of steps before ``start``, extended in place.
+    checkpointer: Optional :class:`~ott_enot.checkpoints.Checkpointer`: after
+      each chunk that validated or reached a multiple of its ``every`` (and
+      after the last step), it is handed a copy of the state, before the
+      callback runs.
+    checkpoint_meta: Extra metadata written with each checkpoint.
 
   Returns:
     The logs, laid out as ott's.
@@ -566,15 +579,20 @@ def train(
   """
   from tqdm.auto import tqdm
 
-  logs = _new_logs()
+  logs = _new_logs() if logs is None else logs
   train_logs, valid_logs = logs["train_logs"], logs["valid_logs"]
-  plan = windows(num_train_iters, config.window, config.chunk_size)
+  plan = [
+      w._replace(lo=max(w.lo, start))
+      for w in windows(num_train_iters, config.window, config.chunk_size)
+      if w.hi >= start
+  ]
   if not plan:
     return logs
   feed.check_first(validation=num_train_iters > valid_freq)
   cell.state = _fresh_copy(cell.state)
-  n_valid = 0
-  with tqdm(total=num_train_iters, disable=not progress_bar,
+  n_valid = max(start - 1, 0) // valid_freq  # validations before `start`
+  last_saved = start - 1
+  with tqdm(total=num_train_iters, initial=start, disable=not progress_bar,
             unit="step") as bar:
     steps = lambda w: range(w.lo, w.hi + 1)
     batches = feed.window(plan[0].first, steps(plan[0]), config.window)
@@ -614,6 +632,20 @@ def train(
         x, y = feed.valid(n_valid)
         n_valid += 1
         _append(valid_logs, _validation_metrics(*params, x, y, config=config))
+      validated = n_valid > max(win.lo - 1, 0) // valid_freq
+      final = win.hi == num_train_iters - 1
+      due = checkpointer is not None and checkpointer.due(
+          last_saved, win.hi, final
+      )
+      if checkpointer is not None and (due or validated):
+        checkpointer.save(
+            win.hi, _copy(state),
+            meta=dict(checkpoint_meta or {}, logs=logs,
+                      num_validations=n_valid),
+            w_dist=valid_logs["w_dist"][-1] if validated else None,
+            latest=due,
+        )
+        last_saved = win.hi if due else last_saved
       if callback is not None:
         callback(win.hi, to_potentials(_copy(state)))
   return logs
