@@ -1,6 +1,6 @@
 """Overhead of checkpointing: whole runs with and without `checkpoint_dir`.
 
-    python benchmarks/checkpoints.py                 # d 16, batch 256, 4x64, 20,000 steps
+    python benchmarks/checkpoints.py      # d 16, batch 256, 4x64, 20,000 steps
 
 Each row is a whole run as a user meets it (fresh solver, compile included) of
 ``solver.fit`` on an on-device Gaussian sampler, validation every 1,000 steps;

@@ -1,4 +1,4 @@
-"""Wasserstein-2 benchmark (Korotin et al. 2021, Mix3toMix10): L2-UV of our maps.
+"""Wasserstein-2 benchmark (Korotin et al. 2021, Mix3toMix10): L2-UV of maps.
 
     python benchmarks/w2.py                              # paper settings, all D
     python benchmarks/w2.py --dims 2 4 8 16 --steps 5000 --widths 128 128 \\

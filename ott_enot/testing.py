@@ -437,6 +437,16 @@ def _singles(domain, lo, hi):
   return _tuples(1, domain, lo, hi, 10.0)
 
 
+def _twist_property(inverse: bool) -> CostProperty:
+  start, end, var = ("y", "x", 1) if inverse else ("x", "y", 0)
+  return CostProperty(
+      "twist_inverse" if inverse else "twist_forward",
+      f"|twist({start}, grad_{start} c(x, y), {var}) - {end}|_inf <= 10 RTOL "
+      f"(1 + max|x, y|) (sphere: {SPHERE_TWIST_ATOL}, d(x, y) < pi - "
+      f"{INJECTIVITY_MARGIN})", ("x", "y"), _twist_pairs, _twist(inverse)
+  )
+
+
 #: Every property :func:`check_cost` knows, by name. ``s`` is
 #: ``1 + ||x||^2 + ||y||^2`` plus the absolute values compared; ``RTOL = 1e-5``.
 PROPERTIES: Dict[str, CostProperty] = {
@@ -470,20 +480,8 @@ PROPERTIES: Dict[str, CostProperty] = {
             "10 RTOL s", ("z", "w"),
             lambda d, lo, hi: _vector_pairs(lo, hi), _fenchel_young
         ),
-        CostProperty(
-            "twist_forward",
-            "|twist(x, grad_x c(x, y), 0) - y|_inf <= 10 RTOL (1 + max|x, y|) "
-            f"(sphere: {SPHERE_TWIST_ATOL}, d(x, y) < pi - "
-            f"{INJECTIVITY_MARGIN})", ("x", "y"), _twist_pairs,
-            _twist(inverse=False)
-        ),
-        CostProperty(
-            "twist_inverse",
-            "|twist(y, grad_y c(x, y), 1) - x|_inf <= 10 RTOL (1 + max|x, y|) "
-            f"(sphere: {SPHERE_TWIST_ATOL}, d(x, y) < pi - "
-            f"{INJECTIVITY_MARGIN})", ("x", "y"), _twist_pairs,
-            _twist(inverse=True)
-        ),
+        _twist_property(inverse=False),
+        _twist_property(inverse=True),
         CostProperty(
             "c_conjugacy",
             "on finite sets: f = g^c feasible, g^cc >= g, g^ccc = g^c, within "

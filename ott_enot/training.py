@@ -201,8 +201,9 @@ def enot_step(
   Returns:
     ``(new_state, StepMetrics)``. If the step is inactive, the state had
     already diverged, or the loss or an updated parameter is not finite (a
-    non-finite gradient makes the updated parameters non-finite), ``new_state`` keeps the old parameters and optimizer states; the
-    first non-finite active step is recorded in ``diverged_at``.
+    non-finite gradient makes the updated parameters non-finite),
+    ``new_state`` keeps the old parameters and optimizer states; the first
+    non-finite active step is recorded in ``diverged_at``.
   """
   metrics, grads_f, grads_g = _losses(
       state.state_f.params, state.state_g.params, source, target, model=model,
