@@ -291,6 +291,9 @@ def test_divergence_stops_with_the_last_good_state(pair2):
 _DEFERRED_CTRL_C = """
 import os, signal
 from ott_enot import training
+# as in an interactive interpreter (a parent such as a pytest-xdist worker may
+# pass SIGINT on ignored, and then Python installs no handler at start-up)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 reached = False
 try:
   with training._interrupts_deferred():
