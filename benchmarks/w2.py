@@ -33,7 +33,6 @@ import subprocess
 import time
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from ott.geometry import costs

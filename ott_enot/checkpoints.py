@@ -197,18 +197,7 @@ class Checkpointer:
       raise ValueError(
           f"`kind` must be one of {tuple(self._managers)}, got {kind!r}."
       )
-    steps = checkpoint_steps(self.directory, kind)
-    if not steps:
-      raise CheckpointError(
-          f"No {kind} checkpoint in {self.directory!r}: train with "
-          f"`checkpoint_dir` set first (or point at the right directory)."
-      )
-    step = steps[-1] if step is None else int(step)
-    if step not in steps:
-      raise CheckpointError(
-          f"No {kind} checkpoint of step {step} in {self.directory!r}; there "
-          f"are {list(steps)}."
-      )
+    step = _find_step(self.directory, kind, step)
     meta = self._read_meta(kind, step)
     if meta.get("format") != FORMAT:
       raise CheckpointError(
@@ -238,6 +227,28 @@ class Checkpointer:
     return state, meta
 
 
+def _find_step(directory: Union[str, os.PathLike], kind: str,
+               step: Optional[int]) -> int:
+  """``step`` (default the newest) among the complete checkpoints of ``kind``.
+
+  Raises:
+    CheckpointError: if there is none, or not of ``step``.
+  """
+  steps = checkpoint_steps(directory, kind)
+  if not steps:
+    raise CheckpointError(
+        f"No {kind} checkpoint in {os.fspath(directory)!r}: train with "
+        f"`checkpoint_dir` set first (or point at the right directory)."
+    )
+  step = steps[-1] if step is None else int(step)
+  if step not in steps:
+    raise CheckpointError(
+        f"No {kind} checkpoint of step {step} in {os.fspath(directory)!r}; "
+        f"there are {list(steps)}."
+    )
+  return step
+
+
 def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
                 step: Optional[int] = None) -> Dict[str, Any]:
   """Both networks' parameters in a checkpoint, ``{"f": ..., "g": ...}``.
@@ -246,13 +257,7 @@ def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
     CheckpointError: if ``directory`` has no such checkpoint.
   """
   ocp = _ocp()
-  steps = checkpoint_steps(directory, kind)
-  if not steps or (step is not None and int(step) not in steps):
-    raise CheckpointError(
-        f"No {kind} checkpoint{'' if step is None else f' of step {step}'} "
-        f"in {os.fspath(directory)!r} (steps: {list(steps)})."
-    )
-  step = steps[-1] if step is None else int(step)
+  step = _find_step(directory, kind, step)
   path = os.path.join(os.path.abspath(os.fspath(directory)), kind)
   with ocp.CheckpointManager(path, item_names=("state", "meta")) as manager:
     restored = manager.restore(

@@ -638,9 +638,13 @@ def train(
       due = checkpointer is not None and checkpointer.due(
           last_saved, win.hi, final
       )
-      if checkpointer is not None and (due or validated):
+      save = checkpointer is not None and (due or validated)
+      # one copy for the checkpoint and the callback: the state itself is
+      # donated to the next chunk
+      kept = _copy(state) if save or callback is not None else None
+      if save:
         checkpointer.save(
-            win.hi, _copy(state),
+            win.hi, kept,
             meta=dict(checkpoint_meta or {}, logs=logs,
                       num_validations=n_valid),
             w_dist=valid_logs["w_dist"][-1] if validated else None,
@@ -648,5 +652,5 @@ def train(
         )
         last_saved = win.hi if due else last_saved
       if callback is not None:
-        callback(win.hi, to_potentials(_copy(state)))
+        callback(win.hi, to_potentials(kept))
   return logs

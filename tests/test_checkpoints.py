@@ -1,6 +1,4 @@
 """Checkpoints with orbax: latest K and best, resume after SIGKILL, refusals."""
-import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -10,11 +8,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from ott.geometry import costs
-from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
 from ott_enot import checkpoints
