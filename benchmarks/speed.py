@@ -3,6 +3,8 @@
     python benchmarks/speed.py                 # CPU table (d 16, batch 256)
     python benchmarks/speed.py --dims 16 256 --batch 1024 --widths 128 \\
         --steps 20000 --w2-steps 300           # GPU table
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+    python benchmarks/speed.py --devices 1 2   # data-parallel rows
 
 Every row is a *whole run as a user meets it*: a fresh solver in this process
 (fresh networks, nothing compiled for it yet), ``num_train_iters`` steps, wall
@@ -23,6 +25,12 @@ data (Gaussian pairs, ``ott.tools.gaussian_mixture``):
   inside the chunk;
 - ``ott W2``: ott's ``W2NeuralDual`` with its L-BFGS conjugate solver
   (``--w2-steps``; 0 to skip).
+
+``--devices 1 2 ...`` adds rows of the ott_enot solvers trained
+data-parallel over the first N devices (``mesh=ott_enot.batch_mesh(...)``,
+each batch split over them; 1 is the default, no mesh); ott's solvers run on
+one device. On a CPU the devices are forced host devices sharing the same
+cores, so there the rows show that the program runs, not a speed-up.
 
 Validation every 1,000 steps and logs every 100 for all solvers (ott's
 defaults are 1,000 and 1,000). The persistent compilation cache is off: every
@@ -86,7 +94,7 @@ def _sampler(pair, batch):
 class Run:
   """One solver, trained twice: a cold whole run, then a warm one."""
 
-  def __init__(self, name, dim, batch, width, chunk):
+  def __init__(self, name, dim, batch, width, chunk, devices=1):
     self.name, self.pair, self.batch = name, _pair(dim), batch
     make = lambda: potentials.PotentialMLP([width] * 4, act_fn=jax.nn.elu)
     adam = lambda: optax.adam(1e-3, b1=0.9, b2=0.9)
@@ -94,7 +102,8 @@ class Run:
     if name.startswith("ott_enot"):
       self.solver = ott_enot.ExpectileNeuralDual(
           dim, make(), make(), adam(), adam(), progress_bar=False,
-          chunk_size=chunk, **kw
+          chunk_size=chunk, mesh=None if devices == 1 else
+          ott_enot.batch_mesh(jax.devices()[:devices]), **kw
       )
       self.sample = _sampler(self.pair, batch)
     elif name == "ott ENOT":
@@ -139,6 +148,8 @@ def main():
   p.add_argument("--steady", type=int, default=2000,
                  help="steps of the warm run that measures the steady rate")
   p.add_argument("--chunk", type=int, default=100)
+  p.add_argument("--devices", type=int, nargs="+", default=[1],
+                 help="device counts for the ott_enot rows")
   p.add_argument("--w2-steps", type=int, default=0)
   p.add_argument("--solvers", nargs="+", default=list(SOLVERS[:3]),
                  choices=SOLVERS)
@@ -152,19 +163,23 @@ def main():
   print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}; "
         f"jax {jax.__version__}; batch {a.batch}; PotentialMLP 4xW ELU; "
         f"Adam(1e-3, .9, .9); ott_enot chunk_size {a.chunk}")
-  print("\n| d | W | steps | solver | whole run s | whole steps/s | x ott "
-        "(whole) | compile s | steady steps/s | x ott (steady) | peak mem |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  print("\n| d | W | steps | solver | devices | whole run s | whole steps/s "
+        "| x ott (whole) | compile s | steady steps/s | x ott (steady) "
+        "| peak mem |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for dim in a.dims:
     for width in a.widths:
       for steps in a.steps:
         base = {}
-        for name in a.solvers:
+        rows = [(name, devices) for name in a.solvers
+                for devices in (a.devices if name.startswith("ott_enot")
+                                else [1])]
+        for name, devices in rows:
           n = a.w2_steps if name == "ott W2" else steps
           if n <= 0 or (name == "ott W2" and steps != a.steps[0]):
             continue
           start = time.perf_counter()
-          run = Run(name, dim, a.batch, width, a.chunk)
+          run = Run(name, dim, a.batch, width, a.chunk, devices)
           run.train(n)
           whole = time.perf_counter() - start
           steady_n = min(a.steady, n)
@@ -173,11 +188,10 @@ def main():
           if name == "ott ENOT":
             base = {"whole": n / whole, "steady": rate}
           ratio = lambda k, v: (f"{v / base[k]:.2f}" if base else "-")
-          print(f"| {dim} | {width} | {n} | {name} | {whole:.1f} | "
-                f"{n / whole:.0f} | {ratio('whole', n / whole)} | "
-                f"{compile_s:.1f} | {rate:.0f} | {ratio('steady', rate)} | "
+          print(f"| {dim} | {width} | {n} | {name} | {devices} | "
+                f"{whole:.1f} | {n / whole:.0f} | {ratio('whole', n / whole)} "
+                f"| {compile_s:.1f} | {rate:.0f} | {ratio('steady', rate)} | "
                 f"{_peak_memory()} |", flush=True)
-
 
 if __name__ == "__main__":
   main()

@@ -1,5 +1,6 @@
 """ott-enot: expectile-regularised neural optimal transport for OTT-JAX."""
 from ott_enot import (
+    checkpoints,
     checks,
     conjugate,
     costs,
@@ -8,6 +9,7 @@ from ott_enot import (
     maps,
     metrics,
     potentials,
+    sharding,
     training,
 )
 from ott_enot.conjugate import ExpectileConjugateSolver
@@ -21,6 +23,7 @@ from ott_enot.costs import (
 )
 from ott_enot.losses import enot_loss, expectile_loss
 from ott_enot.potentials import ENOTPotentials
+from ott_enot.sharding import batch_mesh
 from ott_enot.solver import ExpectileNeuralDual
 from ott_enot.training import TrainingDivergedError
 
@@ -32,6 +35,7 @@ __all__ = [
     "ENOTPotentials",
     "TrainingDivergedError",
     "PointCloudStream",
+    "batch_mesh",
     "SphereGeodesic",
     "SphereGeodesicSq",
     "get_cost",
@@ -42,10 +46,12 @@ __all__ = [
     "costs",
     "data",
     "conjugate",
+    "checkpoints",
     "checks",
     "losses",
     "maps",
     "metrics",
     "potentials",
+    "sharding",
     "training",
 ]

@@ -28,7 +28,7 @@ from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import linear_problem
 
 from ott_enot import checkpoints, checks, conjugate, data, maps, potentials
-from ott_enot import sources
+from ott_enot import sharding, sources
 from ott_enot import training
 from ott_enot import costs as enot_costs
 
@@ -150,6 +150,12 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       latest.
     checkpoint_every: Steps between checkpoints.
     checkpoint_keep: How many of the latest checkpoints to keep.
+    mesh: A :class:`jax.sharding.Mesh` to train data-parallel on its devices
+      (:mod:`ott_enot.sharding`): every training batch is split along its
+      batch axis over all devices of the mesh, the networks and optimiser
+      states are replicated, and one program is compiled for the mesh.
+      ``mesh=ott_enot.batch_mesh()`` uses all devices. The batch size must be
+      a multiple of the number of devices. :obj:`None`: the default device.
     back_and_forth: ``W2NeuralDual``'s name for ``is_bidirectional``.
     num_inner_iters: ``W2NeuralDual`` option without meaning in ENOT (both
       networks are updated from one gradient each step); warns unless 1.
@@ -192,6 +198,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
       checkpoint_every: int = 1000,
       checkpoint_keep: int = 3,
+      mesh: Optional[jax.sharding.Mesh] = None,
       back_and_forth: Optional[bool] = None,
       num_inner_iters: int = 1,
       pos_weights: Optional[bool] = None,
@@ -265,6 +272,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
     self.checkpoint_dir = checkpoint_dir
     self.checkpoint_every = int(checkpoint_every)
     self.checkpoint_keep = int(checkpoint_keep)
+    self.parallel = sharding.DataParallel.create(mesh)
 
     if optimizer_f is None:
       optimizer_f = optax.adam(learning_rate=3e-4, b1=0.9, b2=0.9)
@@ -343,6 +351,7 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
         bidirectional=self.is_bidirectional,
         chunk_size=self.chunk_size,
         valid_freq=self.valid_freq,
+        parallel=self.parallel,
     )
 
   @classmethod
@@ -481,13 +490,17 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
           f"shape [n, {self.dim_data}] with the same n; got {out}."
       )
     source = sources.SamplerBatches(key, sampler)
-    return self._finish(
-        self._train(sources.DeviceFeed(source), callback, resume)
-    )
+    feed = sources.DeviceFeed(source, "The batch size of the sampler's batches")
+    return self._finish(self._train(feed, callback, resume))
 
   def _finish(self, logs: Train_t):
     res = self.to_dual_potentials()
     return (res, logs) if self.logging else res
+
+  @property
+  def mesh(self) -> Optional[jax.sharding.Mesh]:
+    """The devices training splits each batch over (:obj:`None`: one)."""
+    return self.parallel.mesh
 
   # ott's W2NeuralDual exposes the two train states as attributes
   @property

@@ -18,7 +18,10 @@ chunk program by type and structure:
 On the host a feed hands the loop one source per window and the validation
 batches: :class:`DeviceFeed` returns its on-device source every time;
 :class:`IteratorFeed` pulls, checks and stacks batches from the user's four
-iterators.
+iterators. :meth:`DeviceFeed.prepare` / :meth:`IteratorFeed.prepare` check the
+first batches and decide where the arrays live: with a
+:class:`~ott_enot.sharding.DataParallel` mesh, on-device sources are
+replicated and stacked batches are split along their batch axis.
 """
 import itertools
 from typing import Any, Callable, Iterator, Sequence, Tuple
@@ -31,6 +34,7 @@ from flax import struct
 
 from ott_enot import checks
 from ott_enot import data as data_lib
+from ott_enot import sharding
 
 __all__ = [
     "BatchSource",
@@ -118,14 +122,27 @@ class DeviceFeed:
 
   Args:
     source: A :class:`StreamBatches` or :class:`SamplerBatches`.
+    batch_name: What sets the batch size, for error messages.
   """
 
-  def __init__(self, source: BatchSource):
+  def __init__(self, source: BatchSource, batch_name: str = "`batch_size`"):
     self.source = source
+    self.batch_name = batch_name
 
-  def check_first(self, validation: bool) -> None:
-    """Nothing to check: the data were checked when the source was built."""
+  def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
+    """Check the batch size splits over the devices; replicate the source.
+
+    The data were checked when the source was built.
+
+    Raises:
+      ValueError: if the batch does not split over ``parallel``'s devices.
+    """
     del validation
+    x, _ = jax.eval_shape(
+        self.source.train_batch, jnp.int32(0), jnp.int32(0)
+    )
+    parallel.check_batch_size(x.shape[0], self.batch_name)
+    self.source = parallel.replicate(self.source)
 
   def window(self, first: int, steps: Sequence[int], size: int) -> BatchSource:
     """The source for a window; sampling happens inside the chunk."""
@@ -160,13 +177,16 @@ class IteratorFeed:
     self.iters = [iter(it) for it in loaders]
     self.dim = dim
     self.on_sphere = on_sphere
+    self.parallel = sharding.DataParallel()
 
-  def check_first(self, validation: bool) -> None:
-    """Check the first batches (training, and validation if it will run).
+  def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
+    """Check the first batches (training, and validation if it will run);
+    stack later windows with the batch axis split over ``parallel``'s devices.
 
     Raises:
-      ValueError: naming the iterator, for an empty iterator or a bad batch,
-        before anything compiles.
+      ValueError: naming the iterator, for an empty iterator, a bad batch or
+        a training batch that does not split over the devices, before
+        anything compiles.
     """
     for j in (0, 1, 2, 3) if validation else (0, 1):
       try:
@@ -175,8 +195,14 @@ class IteratorFeed:
         raise ValueError(
             f"`{self.names[j]}` is empty: it must yield batches."
         ) from None
-      checks.check_batch(self.names[j], first, self.dim, self.on_sphere)
+      first = checks.check_batch(self.names[j], first, self.dim,
+                                 self.on_sphere)
+      if j < 2:
+        parallel.check_batch_size(
+            first.shape[0], f"The batch size of `{self.names[j]}`"
+        )
       self.iters[j] = itertools.chain([first], self.iters[j])
+    self.parallel = parallel
 
   def _pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
     names = (self.names[a], self.names[b])
@@ -221,9 +247,9 @@ class IteratorFeed:
     for i in range(size):
       j = min(max(i - offset, 0), len(pairs) - 1)
       xs[i], ys[i] = pairs[j]
-    return StackedBatches(jax.device_put(xs), jax.device_put(ys))
+    return self.parallel.place_window(StackedBatches(xs, ys))
 
   def valid(self, count: int) -> Batch:
-    """The next validation pair."""
+    """The next validation pair (on all devices with a mesh)."""
     del count
-    return jax.device_put(self._pair(2, 3))
+    return self.parallel.replicate(self._pair(2, 3))

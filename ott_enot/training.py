@@ -33,7 +33,7 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from ott_enot import losses, maps, sources
+from ott_enot import losses, maps, sharding, sources
 
 __all__ = [
     "ENOTTrainState",
@@ -276,6 +276,9 @@ class LoopConfig:
     skip_masked: Skip masked steps with ``lax.cond`` (on the CPU) instead of
       computing them and discarding the result (on accelerators, where a
       conditional may synchronise with the host).
+    parallel: Where the arrays live: :class:`~ott_enot.sharding.DataParallel`
+      splits every batch over the devices of a mesh and replicates the
+      state; the default keeps everything on one device.
   """
   model: maps.TransportModel
   expectile: float
@@ -285,6 +288,7 @@ class LoopConfig:
   chunk_size: int
   snapshots: int = 0
   skip_masked: bool = False
+  parallel: sharding.DataParallel = sharding.DataParallel()
 
   @classmethod
   def create(
@@ -297,11 +301,14 @@ class LoopConfig:
       chunk_size: int,
       valid_freq: int,
       backend: Optional[str] = None,
+      parallel: sharding.DataParallel = sharding.DataParallel(),
   ) -> "LoopConfig":
     """The config for ``chunk_size`` steps per window (rounded up to even
-    when bidirectional) and validation every ``valid_freq`` steps."""
+    when bidirectional), validation every ``valid_freq`` steps, and the
+    devices of ``parallel``."""
     window = chunk_size + (chunk_size % 2 if bidirectional else 0)
-    backend = jax.default_backend() if backend is None else backend
+    if backend is None:
+      backend = parallel.platform
     return cls(
         model=model,
         expectile=float(expectile),
@@ -311,6 +318,7 @@ class LoopConfig:
         chunk_size=int(chunk_size),
         snapshots=_inner_validations(window, valid_freq),
         skip_masked=backend == "cpu",
+        parallel=parallel,
     )
 
   @property
@@ -395,7 +403,7 @@ def run_chunk(
   def one(carry, i, forward):
     st, snaps = carry
     step = first + i
-    x, y = source.train_batch(i, step)
+    x, y = config.parallel.constrain_batch(source.train_batch(i, step))
     active = (step >= lo) & (step <= hi)
     st, metrics = enot_step(
         st, x, y, step, forward=forward, active=active, **config.step_kwargs
@@ -589,8 +597,8 @@ def train(
   ]
   if not plan:
     return logs
-  feed.check_first(validation=num_train_iters > valid_freq)
-  cell.state = _fresh_copy(cell.state)
+  feed.prepare(config.parallel, validation=num_train_iters > valid_freq)
+  cell.state = _fresh_copy(config.parallel.replicate(cell.state))
   n_valid = max(start - 1, 0) // valid_freq  # validations before `start`
   last_saved = start - 1
   with tqdm(total=num_train_iters, initial=start, disable=not progress_bar,
