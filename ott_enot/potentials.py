@@ -1,6 +1,6 @@
 r"""Dual potentials learned by ENOT: transport, distance, plots, save/load."""
 import os
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -160,6 +160,89 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     return jnp.mean(self._f_batch(src)) + jnp.mean(self._g_batch(tgt))
 
   # ---- serialization ----
+
+  def plot_ot_map(
+      self,
+      source: jnp.ndarray,
+      target: jnp.ndarray,
+      samples: Optional[jnp.ndarray] = None,
+      forward: bool = True,
+      ax: Optional[Any] = None,
+      scatter_kwargs: Optional[Dict[str, Any]] = None,
+      legend_kwargs: Optional[Dict[str, Any]] = None,
+  ) -> Tuple[Any, Any]:
+    r"""Plot both samples and the learned map, in 2-D or 3-D.
+
+    ott's :meth:`~ott.problems.linear.potentials.DualPotentials.plot_ot_map`
+    with the map labelled as what it is: :math:`T(x)` forward and
+    :math:`T^{-1}(y)` backward (ott's labels say :math:`\nabla f`, which
+    the twist and direct maps are not), and 3-D points drawn on 3-D axes,
+    with the unit sphere behind them for sphere costs. Higher dimensions show
+    the first two coordinates.
+
+    Args:
+      source: Source samples ``[n, d]``.
+      target: Target samples ``[m, d]``.
+      samples: Points to transport, ``[k, d]``; default ``source`` (forward)
+        or ``target`` (backward).
+      forward: Plot the forward map, else the inverse.
+      ax: Matplotlib axes to draw on (3-D axes for ``d = 3``); default new.
+      scatter_kwargs: Passed to :meth:`~matplotlib.axes.Axes.scatter`.
+      legend_kwargs: Passed to :meth:`~matplotlib.axes.Axes.legend`.
+
+    Returns:
+      ``(figure, axes)``.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    source, target = np.asarray(source), np.asarray(target)
+    three_d = source.shape[-1] == 3
+    scatter_kwargs = {"alpha": 0.5} if scatter_kwargs is None else (
+        scatter_kwargs
+    )
+    if legend_kwargs is None:
+      legend_kwargs = {
+          "ncol": 3, "loc": "upper center", "bbox_to_anchor": (0.5, -0.05),
+          "edgecolor": "k"
+      }
+    if ax is None:
+      fig = plt.figure(facecolor="white")
+      ax = fig.add_subplot(111, projection="3d" if three_d else None)
+    else:
+      fig = ax.get_figure()
+    if three_d and ax.name != "3d":
+      raise ValueError(
+          "3-D points need 3-D axes: `ax=fig.add_subplot(projection='3d')`, "
+          "or leave `ax=None`."
+      )
+    samples = (source if forward else target) if samples is None else samples
+    moved = np.asarray(self.transport(samples, forward=forward))
+    samples = np.asarray(samples)
+    dims = slice(0, 3 if three_d else 2)
+    coords = lambda a: a[:, dims].T
+    if three_d and self.model.on_sphere:
+      u, v = np.mgrid[0:2 * np.pi:40j, 0:np.pi:20j]
+      ax.plot_wireframe(
+          np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v),
+          color="0.85", linewidth=0.5
+      )
+    dark, light = "#1A254B", "#A7BED3"
+    label = r"$T(x)$" if forward else r"$T^{-1}(y)$"
+    ax.scatter(*coords(source), color=dark if forward else light,
+               label="source $x$", **scatter_kwargs)
+    ax.scatter(*coords(target), color=light if forward else dark,
+               label="target $y$", **scatter_kwargs)
+    ax.scatter(*coords(moved), color="#F2545B", label=label, **scatter_kwargs)
+    if three_d:
+      for a, b in zip(samples, moved):
+        ax.plot(*np.stack([a, b]).T, color=(0.5, 0.5, 1.0), alpha=0.3)
+    else:
+      for a, b in zip(samples, moved):
+        ax.arrow(a[0], a[1], b[0] - a[0], b[1] - a[1], color=(0.5, 0.5, 1.0),
+                 alpha=0.3)
+    ax.legend(**legend_kwargs)
+    return fig, ax
 
   def to_bytes(self) -> bytes:
     """Serialize both networks' parameters (:mod:`flax.serialization`)."""

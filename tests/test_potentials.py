@@ -83,10 +83,37 @@ class TestENOTPotentials:
 
   def test_plot_ot_map(self, trained):
     pot, pair = trained
-    for forward in (True, False):
-      fig, ax = pot.plot_ot_map(pair.x_test[:30], pair.y_test[:30], forward=forward)
-      assert len(ax.collections) >= 3  # source, target, transported
+    x, y = pair.x_test[:30], pair.y_test[:30]
+    for forward, label in ((True, "$T(x)$"), (False, "$T^{-1}(y)$")):
+      fig, ax = pot.plot_ot_map(x, y, forward=forward)
+      labels = [t.get_text() for t in ax.get_legend().get_texts()]
+      assert labels == ["source $x$", "target $y$", label]
+      moved = [c for c in ax.collections if c.get_label() == label][0]
+      np.testing.assert_allclose(
+          moved.get_offsets(), pot.transport(x if forward else y,
+                                             forward=forward), rtol=1e-6
+      )
       plt.close(fig)
+
+  def test_plot_ot_map_on_the_sphere_is_3d(self):
+    sphere = ott_enot.ExpectileNeuralDual(
+        3, cost_fn=ott_enot.SphereGeodesicSq(), num_train_iters=1,
+        progress_bar=False
+    ).to_dual_potentials()
+    pts = np.array(jax.random.normal(jax.random.key(0), (12, 3)))
+    pts /= np.linalg.norm(pts, axis=-1, keepdims=True)
+    fig, ax = sphere.plot_ot_map(pts, pts[::-1])
+    assert ax.name == "3d"
+    moved = [c for c in ax.collections if c.get_label() == "$T(x)$"][0]
+    np.testing.assert_allclose(
+        np.stack(moved._offsets3d, -1), sphere.transport(pts), atol=1e-6
+    )
+    assert any(type(c).__name__ == "Line3DCollection" for c in ax.collections)
+    plt.close(fig)
+    fig, flat = plt.subplots()
+    with pytest.raises(ValueError, match="3-D axes"):
+      sphere.plot_ot_map(pts, pts, ax=flat)
+    plt.close(fig)
 
   def test_save_and_load(self, trained, tmp_path):
     pot, pair = trained
