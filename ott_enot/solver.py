@@ -424,7 +424,8 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
 
     Raises:
       ValueError: for an unbalanced problem, another cost or dimension than
-        the solver's, or bad points/weights.
+        the solver's, bad points/weights, or a batch size that does not
+        split over the devices of ``mesh``.
       ~ott_enot.checkpoints.CheckpointError: for ``resume=True`` without a
         usable checkpoint.
     """
@@ -547,8 +548,9 @@ class ExpectileNeuralDual(neuraldual.W2NeuralDual):
       ``loss_g``, ``w_dist``.
 
     Raises:
-      ValueError: for bad batches (the first ones before anything compiles)
-        or an iterator that runs out.
+      ValueError: for bad batches (the first ones before anything compiles),
+        batches that do not split over the devices of ``mesh``, or an
+        iterator that runs out.
       ~ott_enot.TrainingDivergedError: if the loss becomes NaN/inf.
 
     Whatever raises (these, a callback's error, ``KeyboardInterrupt``), the

@@ -583,8 +583,9 @@ def train(
 
   Raises:
     TrainingDivergedError: if a step was not finite.
-    ValueError: for a bad batch (the first ones before anything compiles) or
-      an iterator that runs out.
+    ValueError: for a bad batch (the first ones before anything compiles), a
+      batch that does not split over ``config.parallel``'s devices (before
+      anything compiles) or an iterator that runs out.
   """
   from tqdm.auto import tqdm
 
