@@ -17,8 +17,8 @@ one-device run up to the order of floating-point sums.
 
 Batches sampled on the device (:meth:`~ott_enot.ExpectileNeuralDual.fit`)
 are drawn shard by shard: the data are replicated, each device draws and
-gathers only its rows of the batch (JAX's partitionable ``threefry`` keys give
-the same numbers whatever the sharding). Batches from iterators are stacked
+gathers only its rows of the batch (with ``jax_threefry_partitionable``, the
+default since JAX 0.5; the numbers are the same whatever the sharding). Batches from iterators are stacked
 on the host and placed with the batch axis split (``P(None, axes)`` for a
 window ``[W, n, d]``).
 
