@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 
 from flax import serialization
 from ott.neural.networks.layers import conjugate as ott_conjugate
@@ -159,8 +160,6 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     tgt = self._check_points(tgt, "tgt")
     return jnp.mean(self._f_batch(src)) + jnp.mean(self._g_batch(tgt))
 
-  # ---- serialization ----
-
   def plot_ot_map(
       self,
       source: jnp.ndarray,
@@ -194,13 +193,11 @@ class ENOTPotentials(ott_potentials.DualPotentials):
       ``(figure, axes)``.
     """
     import matplotlib.pyplot as plt
-    import numpy as np
 
     source, target = np.asarray(source), np.asarray(target)
     three_d = source.shape[-1] == 3
-    scatter_kwargs = {"alpha": 0.5} if scatter_kwargs is None else (
-        scatter_kwargs
-    )
+    if scatter_kwargs is None:
+      scatter_kwargs = {"alpha": 0.5}
     if legend_kwargs is None:
       legend_kwargs = {
           "ncol": 3, "loc": "upper center", "bbox_to_anchor": (0.5, -0.05),
@@ -243,6 +240,8 @@ class ENOTPotentials(ott_potentials.DualPotentials):
                  alpha=0.3)
     ax.legend(**legend_kwargs)
     return fig, ax
+
+  # ---- serialization ----
 
   def to_bytes(self) -> bytes:
     """Serialize both networks' parameters (:mod:`flax.serialization`)."""
