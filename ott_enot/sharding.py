@@ -123,6 +123,21 @@ class DataParallel:
       return jax.device_put(tree)
     return jax.device_put(tree, self._sharding())
 
+  def replicated_like(self, tree: Any) -> Any:
+    """Abstract values of ``tree``'s leaves placed as :meth:`replicate` does.
+
+    :class:`jax.ShapeDtypeStruct` leaves (with the replicated sharding on a
+    mesh), to compile a program ahead of time for arguments that will be
+    replicated.
+    """
+    sharding = None if self.mesh is None else self._sharding()
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(
+            np.shape(a), jax.dtypes.canonicalize_dtype(a.dtype),
+            sharding=sharding
+        ), tree
+    )
+
   def place_window(self, tree: Any) -> Any:
     """Place stacked batches ``[W, n, d]`` with ``n`` split over the devices."""
     if self.mesh is None:

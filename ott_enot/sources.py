@@ -144,6 +144,15 @@ class DeviceFeed:
     parallel.check_batch_size(x.shape[0], self.batch_name)
     self.source = parallel.replicate(self.source)
 
+  def compile_valid(self, parallel: sharding.DataParallel) -> Batch:
+    """Compile the validation sampler ahead of time (call after
+    :meth:`prepare`); returns the abstract validation pair."""
+    count = jax.ShapeDtypeStruct((), jnp.int32)
+    _valid_batch.lower(self.source, count).compile()
+    return parallel.replicated_like(
+        jax.eval_shape(self.source.valid_batch, count)
+    )
+
   def window(self, first: int, steps: Sequence[int], size: int) -> BatchSource:
     """The source for a window; sampling happens inside the chunk."""
     del first, steps, size
@@ -178,6 +187,7 @@ class IteratorFeed:
     self.dim = dim
     self.on_sphere = on_sphere
     self.parallel = sharding.DataParallel()
+    self._valid_avals = ()
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check the first batches (training, and validation if it will run);
@@ -188,6 +198,7 @@ class IteratorFeed:
         a training batch that does not split over the devices, before
         anything compiles.
     """
+    self._valid_avals = ()
     for j in (0, 1, 2, 3) if validation else (0, 1):
       try:
         first = next(self.iters[j])
@@ -202,7 +213,14 @@ class IteratorFeed:
             first.shape[0], f"The batch size of `{self.names[j]}`"
         )
       self.iters[j] = itertools.chain([first], self.iters[j])
+      if j >= 2:
+        self._valid_avals += (jax.ShapeDtypeStruct(first.shape, first.dtype),)
     self.parallel = parallel
+
+  def compile_valid(self, parallel: sharding.DataParallel) -> Batch:
+    """The abstract validation pair (nothing to compile: batches come from
+    the host); call after :meth:`prepare` with ``validation=True``."""
+    return parallel.replicated_like(self._valid_avals)
 
   def _pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
     names = (self.names[a], self.names[b])

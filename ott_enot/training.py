@@ -14,9 +14,11 @@ step 0 ends the first one). A window that the run only partly covers (the
 first, the last) masks the steps outside ``[lo, hi]``: they are computed on
 accelerators and skipped on the CPU, and never applied. Validation after a
 step inside a window uses a snapshot of the parameters taken in the scan, so
-``valid_freq`` never splits a window. :func:`train` dispatches the windows,
-keeping in a :class:`StateCell` the newest state that no pending computation
-owns: whatever raises, the caller keeps the last completed chunk's state.
+``valid_freq`` never splits a window; the validation programs compile on a
+background thread while the first windows run, off the critical path.
+:func:`train` dispatches the windows, keeping in a :class:`StateCell` the
+newest state that no pending computation owns: whatever raises, the caller
+keeps the last completed chunk's state.
 """
 import contextlib
 import dataclasses
@@ -469,6 +471,36 @@ def _validation_metrics(
   return metrics
 
 
+def _compile_validation(
+    feed: Any, state: ENOTTrainState, config: LoopConfig
+) -> threading.Thread:
+  """Compile the validation programs on a background thread.
+
+  Started once the first chunk is dispatched, so that it overlaps the steps
+  rather than the chunk's own compilation: on the CPU the steps keep one core
+  busy and this runs on the other; on accelerators it overlaps device time.
+  It fills the jit caches that the first validation would otherwise fill
+  mid-run (the feed's validation sampler and :func:`_validation_metrics`).
+  Errors are left to the real call, which raises them in the main thread.
+  """
+  params = config.parallel.replicated_like(
+      (state.state_f.params, state.state_g.params)
+  )
+
+  def compile_all():
+    try:
+      x, y = feed.compile_valid(config.parallel)
+      _validation_metrics.lower(*params, x, y, config=config).compile()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+  thread = threading.Thread(
+      target=compile_all, name="ott_enot-compile-validation", daemon=True
+  )
+  thread.start()
+  return thread
+
+
 @jax.jit
 def _fresh_copy(state: ENOTTrainState) -> ENOTTrainState:
   # a copy for the loop to donate (the caller's buffers survive), not diverged
@@ -598,12 +630,16 @@ def train(
   ]
   if not plan:
     return logs
-  feed.prepare(config.parallel, validation=num_train_iters > valid_freq)
+  validation = num_train_iters > valid_freq
+  feed.prepare(config.parallel, validation=validation)
   cell.state = _fresh_copy(config.parallel.replicate(cell.state))
   n_valid = max(start - 1, 0) // valid_freq  # validations before `start`
   last_saved = start - 1
+  compiling = None  # the validation programs' background compilation
   with tqdm(total=num_train_iters, initial=start, disable=not progress_bar,
-            unit="step") as bar:
+            unit="step") as bar, contextlib.ExitStack() as stack:
+    # whatever raises, no compilation outlives the run
+    stack.callback(lambda: compiling is not None and compiling.join())
     steps = lambda w: range(w.lo, w.hi + 1)
     batches = feed.window(plan[0].first, steps(plan[0]), config.window)
     for k, win in enumerate(plan):
@@ -616,6 +652,8 @@ def train(
             config=config
         )
         cell.state = state
+      if validation and compiling is None:
+        compiling = _compile_validation(feed, state, config)
       if k + 1 < len(plan):  # host work while the device runs this chunk
         nxt = plan[k + 1]
         batches = feed.window(nxt.first, steps(nxt), config.window)
@@ -639,6 +677,7 @@ def train(
         else:
           j = inner.index(step)
           params = jax.tree.map(lambda a, j=j: a[j], snaps)
+        compiling.join()
         x, y = feed.valid(n_valid)
         n_valid += 1
         _append(valid_logs, _validation_metrics(*params, x, y, config=config))

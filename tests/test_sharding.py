@@ -58,6 +58,14 @@ def report(s, pot, logs):
       "param_sharding": str(s.state.state_f.params["Dense_0"]["kernel"].sharding),
   }}
 
+# which thread traces the validation programs (the main thread only if the
+# background compilation missed the call's cache key)
+traced = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, duration, fun_name="?", **kw: traced.append(
+        (fun_name, __import__("threading").current_thread().name))
+    if event == "/jax/core/compile/jaxpr_trace_duration" else None)
+
 out = {{"fit": {{}}, "iter": {{}}}}
 ckpt = os.path.join(sys.argv[1], "two")
 for name, mesh in meshes.items():
@@ -75,6 +83,9 @@ out["restored"] = {{
 for name in ("none", "two"):
   s = solver(meshes[name])
   out["iter"][name] = report(s, *s(*stream.loaders(jax.random.key(5))))
+out["validation_traced_by"] = sorted(
+    thread for fun, thread in traced
+    if fun in ("_validation_metrics", "_valid_batch"))
 
 # the placed batches of the iterator path: [W, n, d] with n split
 feed = sources.IteratorFeed(stream.loaders(jax.random.key(5)), D, False)
@@ -214,6 +225,16 @@ def test_training_actually_moved(report):
   a = report["fit"]["none"]
   w = a["logs"]["train_logs"]["w_dist"]
   assert len(w) == STEPS // 10 and w[0] != w[-1]
+
+
+def test_validation_programs_compile_in_the_background_on_meshes(report):
+  # five runs with validation (fit: no mesh, 1 and 2 devices; iterators: no
+  # mesh, 2 devices), each a new config: five validation programs; the
+  # stream's validation sampler for the unplaced and the two placed sources
+  # (mesh sharding is part of the key). Ahead-of-time compilation matched
+  # the later calls' keys, or the main thread would have traced them again.
+  traced_by = report["validation_traced_by"]
+  assert traced_by == ["ott_enot-compile-validation"] * 8, traced_by
 
 
 def test_iterator_batches_are_placed_split(report):

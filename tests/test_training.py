@@ -2,6 +2,7 @@
 import itertools
 import subprocess
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -135,13 +136,17 @@ def test_callback_potentials_survive_later_chunks(pair2):
   np.testing.assert_array_equal(pot.transport(x), before)
 
 
-def _count_compiles():
+def _count_compiles(threads=None):
+  """Names of the programs compiled from now on (and, in ``threads``, the
+  thread that compiled each)."""
   names = []
 
   def listener(event, duration, **kw):
     del duration
     if event == "/jax/core/compile/backend_compile_duration":
       names.append(kw.get("fun_name", "?"))
+      if threads is not None:
+        threads.append(threading.current_thread().name)
 
   monitoring.register_event_duration_secs_listener(listener)
   return names, listener
@@ -158,15 +163,17 @@ def _numpy_loaders(batch, seed):
 
 def test_one_program_per_run_whatever_the_schedule():
   """2,500 steps, validation every 1,000, logs every 7, a callback: the run
-  compiles one chunk program; a second run of the same solver compiles
-  nothing."""
+  compiles one chunk program, and the validation program once, on the
+  background thread, while the steps run; a second run of the same solver
+  compiles nothing."""
   mlp = lambda: ott_potentials.MLP(dim_hidden=[8, 1])
   solver = ott_enot.ExpectileNeuralDual(
       2, mlp(), mlp(), num_train_iters=2500, valid_freq=1000, log_freq=7,
       logging=True, progress_bar=False, chunk_size=100,
   )
   before = training.chunk_programs_compiled()
-  names, listener = _count_compiles()
+  threads = []
+  names, listener = _count_compiles(threads)
   try:
     calls = []
     _, logs = solver(*_numpy_loaders(8, 0),
@@ -181,6 +188,10 @@ def test_one_program_per_run_whatever_the_schedule():
   assert [n for n in first_run if "run_chunk" in n] == ["jit(run_chunk)"]
   # the rest: validation metrics and the state copies, each compiled once
   assert len(first_run) <= 4, first_run
+  compiled_by = dict(zip(first_run, threads))
+  assert first_run.count("jit(_validation_metrics)") == 1
+  assert (compiled_by["jit(_validation_metrics)"]
+          == "ott_enot-compile-validation")
   assert second_run == []
   assert calls == [0] + list(range(100, 2500, 100)) + [2499]
   assert len(logs["train_logs"]["loss_f"]) == len(range(0, 2500, 7))
@@ -340,13 +351,23 @@ def test_fit_with_a_pure_sampler_reuses_its_program():
     return (jax.random.normal(kx, (64, 2)),
             0.5 * jax.random.normal(ky, (64, 2)) + 2.0)
 
-  solver = _solver(num_train_iters=301, chunk_size=50)
-  pot = solver.fit(sampler, rng=jax.random.key(1))
+  solver = _solver(num_train_iters=301, chunk_size=50, valid_freq=100)
+  threads = []
+  names, listener = _count_compiles(threads)
+  try:
+    pot = solver.fit(sampler, rng=jax.random.key(1))
+  finally:
+    monitoring.unregister_event_duration_listener(listener)
+  # the validation sampler and metrics compiled while the steps ran
+  compiled_by = dict(zip(names, threads))
+  for name in ("jit(_valid_batch)", "jit(_validation_metrics)"):
+    assert names.count(name) == 1, names
+    assert compiled_by[name] == "ott_enot-compile-validation"
   x = jax.random.normal(jax.random.key(3), (256, 2))
   # the map moves the mean towards (2, 2): from 2.83 away to 1.97 measured
   assert float(jnp.linalg.norm(pot.transport(x).mean(0) - 2.0)) < 2.4
   compiled = training.chunk_programs_compiled()
-  again = _solver(num_train_iters=301, chunk_size=50)
+  again = _solver(num_train_iters=301, chunk_size=50, valid_freq=100)
   again.state = jax.tree.map(jnp.copy, solver.state)
   again.fit(sampler, rng=jax.random.key(1))
   solver.fit(sampler, rng=jax.random.key(1))  # same solver, same sampler
