@@ -32,6 +32,11 @@ each batch split over them; 1 is the default, no mesh); ott's solvers run on
 one device. On a CPU the devices are forced host devices sharing the same
 cores, so there the rows show that the program runs, not a speed-up.
 
+``--repeats R`` runs R rounds of all solvers, interleaved (ott, ours, ours,
+ott, ...), so that a slow spell of a shared machine hits every solver; rows
+give medians over the rounds, ``x ott`` the ratio of the medians and ``per
+round`` the range of the ratio within each round.
+
 Validation every 1,000 steps and logs every 100 for all solvers (ott's
 defaults are 1,000 and 1,000). The persistent compilation cache is off: every
 figure is cold, except for the process-wide compiles of network initialisation,
@@ -132,6 +137,10 @@ class Run:
     return time.perf_counter() - start
 
 
+def _median(values):
+  return float(np.median(values))
+
+
 def _peak_memory():
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
@@ -151,6 +160,9 @@ def main():
   p.add_argument("--devices", type=int, nargs="+", default=[1],
                  help="device counts for the ott_enot rows")
   p.add_argument("--w2-steps", type=int, default=0)
+  p.add_argument("--repeats", type=int, default=1,
+                 help="rounds of all solvers (interleaved); rows report "
+                      "medians, and the range of the per-round ratio")
   p.add_argument("--solvers", nargs="+", default=list(SOLVERS[:3]),
                  choices=SOLVERS)
   a = p.parse_args()
@@ -163,35 +175,49 @@ def main():
   print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}; "
         f"jax {jax.__version__}; batch {a.batch}; PotentialMLP 4xW ELU; "
         f"Adam(1e-3, .9, .9); ott_enot chunk_size {a.chunk}")
+  print(f"medians of {a.repeats} interleaved round(s)")
   print("\n| d | W | steps | solver | devices | whole run s | whole steps/s "
-        "| x ott (whole) | compile s | steady steps/s | x ott (steady) "
-        "| peak mem |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        "| x ott (whole) | per round | compile s | steady steps/s "
+        "| x ott (steady) | peak mem |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for dim in a.dims:
     for width in a.widths:
       for steps in a.steps:
-        base = {}
         rows = [(name, devices) for name in a.solvers
                 for devices in (a.devices if name.startswith("ott_enot")
                                 else [1])]
-        for name, devices in rows:
-          n = a.w2_steps if name == "ott W2" else steps
-          if n <= 0 or (name == "ott W2" and steps != a.steps[0]):
-            continue
-          start = time.perf_counter()
-          run = Run(name, dim, a.batch, width, a.chunk, devices)
-          run.train(n)
-          whole = time.perf_counter() - start
-          steady_n = min(a.steady, n)
-          rate = steady_n / run.train(steady_n)
+        rows = [(name, devices) for name, devices in rows
+                if name != "ott W2" or (a.w2_steps > 0 and steps == a.steps[0])]
+        # rounds interleave the solvers, so a slow spell of the machine hits
+        # all of them; each row reports its median over the rounds
+        measured = {row: [] for row in rows}
+        for _ in range(a.repeats):
+          for name, devices in rows:
+            n = a.w2_steps if name == "ott W2" else steps
+            start = time.perf_counter()
+            run = Run(name, dim, a.batch, width, a.chunk, devices)
+            run.train(n)
+            whole = time.perf_counter() - start
+            steady_n = min(a.steady, n)
+            rate = steady_n / run.train(steady_n)
+            measured[(name, devices)].append((n, whole, rate))
+        base = measured.get(("ott ENOT", 1))
+        for (name, devices), runs in measured.items():
+          n, whole, rate = [_median(col) for col in zip(*runs)]
           compile_s = max(whole - n / rate, 0.0)
-          if name == "ott ENOT":
-            base = {"whole": n / whole, "steady": rate}
-          ratio = lambda k, v: (f"{v / base[k]:.2f}" if base else "-")
-          print(f"| {dim} | {width} | {n} | {name} | {devices} | "
-                f"{whole:.1f} | {n / whole:.0f} | {ratio('whole', n / whole)} "
-                f"| {compile_s:.1f} | {rate:.0f} | {ratio('steady', rate)} | "
+          ratio = spread = steady_ratio = "-"
+          if base:
+            bn, b_whole, b_rate = [_median(col) for col in zip(*base)]
+            ratio = f"{(n / whole) / (bn / b_whole):.2f}"
+            per_round = [(n / w) / (bn / bw)
+                         for (_, w, _), (_, bw, _) in zip(runs, base)]
+            spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
+            steady_ratio = f"{rate / b_rate:.2f}"
+          print(f"| {dim} | {width} | {n:.0f} | {name} | {devices} | "
+                f"{whole:.1f} | {n / whole:.0f} | {ratio} | {spread} | "
+                f"{compile_s:.1f} | {rate:.0f} | {steady_ratio} | "
                 f"{_peak_memory()} |", flush=True)
+
 
 if __name__ == "__main__":
   main()
