@@ -27,6 +27,22 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+# The longest modules first: pytest-xdist (`--dist loadscope`) hands modules to
+# free workers in collection order, so a long module collected last would run
+# alone at the end while the other worker idles.
+_LONGEST_FIRST = (
+    "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
+    "test_training.py", "test_dropin.py", "test_cost_properties.py",
+    "test_checkpoints.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+  """Order modules longest first (stable: tests keep their order within)."""
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # Hypothesis profiles: `ci` (default, fast, derandomised so that every CI run
 # checks the same examples) and `dev` (many random examples). Select with
 # HYPOTHESIS_PROFILE=dev.
