@@ -212,9 +212,9 @@ class IteratorFeed:
         parallel.check_batch_size(
             first.shape[0], f"The batch size of `{self.names[j]}`"
         )
-      self.iters[j] = itertools.chain([first], self.iters[j])
-      if j >= 2:
+      else:
         self._valid_avals += (jax.ShapeDtypeStruct(first.shape, first.dtype),)
+      self.iters[j] = itertools.chain([first], self.iters[j])
     self.parallel = parallel
 
   def compile_valid(self, parallel: sharding.DataParallel) -> Batch:
