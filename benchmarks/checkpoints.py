@@ -33,7 +33,7 @@ def whole_run(dim, batch, width, steps, every, chunk):
       checkpoint_dir=directory, checkpoint_every=every or 1000,
   )
   solver.fit(_sampler(_pair(dim), batch))
-  jax.block_until_ready(jax.tree.leaves(solver.state.state_f.params))
+  jax.block_until_ready(jax.tree.leaves(solver.state.f.params))
   wall = time.perf_counter() - start  # pending writes finished in fit
   if directory:
     shutil.rmtree(directory)

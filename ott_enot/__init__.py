@@ -2,18 +2,26 @@
 from ott_enot import (
     checkpoints,
     checks,
+    compat,
     conjugate,
     costs,
     data,
+    feeds,
+    loop,
     losses,
     maps,
     metrics,
+    numerics,
     potentials,
+    properties,
     sharding,
-    training,
+    solver,
+    sphere,
+    step,
+    testing,
 )
+from ott_enot.compat import ExpectileNeuralDual
 from ott_enot.conjugate import ExpectileConjugateSolver
-from ott_enot.data import PointCloudStream
 from ott_enot.costs import (
     SphereGeodesic,
     SphereGeodesicSq,
@@ -21,16 +29,18 @@ from ott_enot.costs import (
     get_cost,
     register_cost,
 )
+from ott_enot.data import PointCloudStream
 from ott_enot.losses import enot_loss, expectile_loss
 from ott_enot.potentials import ENOTPotentials
 from ott_enot.sharding import batch_mesh
-from ott_enot.solver import ExpectileNeuralDual
-from ott_enot.training import TrainingDivergedError
+from ott_enot.solver import ENOTSolver
+from ott_enot.step import TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ExpectileNeuralDual",
+    "ENOTSolver",
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "TrainingDivergedError",
@@ -43,15 +53,23 @@ __all__ = [
     "available_costs",
     "expectile_loss",
     "enot_loss",
-    "costs",
-    "data",
-    "conjugate",
     "checkpoints",
     "checks",
+    "compat",
+    "conjugate",
+    "costs",
+    "data",
+    "feeds",
+    "loop",
     "losses",
     "maps",
     "metrics",
+    "numerics",
     "potentials",
+    "properties",
     "sharding",
-    "training",
+    "solver",
+    "sphere",
+    "step",
+    "testing",
 ]

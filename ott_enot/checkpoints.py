@@ -1,14 +1,17 @@
 r"""Checkpoints of whole training runs, with orbax: latest K, best, resume.
 
 A checkpoint holds everything a run needs to go on as if it had never
-stopped: both networks' parameters and optimiser states (the
-:class:`~ott_enot.training.ENOTTrainState`, through
-:func:`flax.serialization.to_state_dict`), the last completed step (the
-on-device samplers of ``fit`` are keyed by the step, so that is their
-position), how many validation batches were used, the logs so far, and what
-the state was trained for (cost, parameterisation, dimension, the shapes of
-every array), so that a checkpoint of another problem is refused with a clear
-error instead of a shape crash.
+stopped: both networks' parameters and optimiser states and the step counter
+(the :class:`~ott_enot.step.ENOTTrainState`, through
+:func:`flax.serialization.to_state_dict`; the on-device samplers of ``fit``
+are keyed by the step, so that is their position), how many validation
+batches were used, the logs so far, and the run's :func:`signature` (cost,
+parameterisation, dimension, the shapes of every array), so that a
+checkpoint of another problem is refused with a clear error instead of a
+shape crash.
+
+The :class:`Checkpointer` owns the whole policy: the loop tells it about
+every chunk (:meth:`Checkpointer.after_chunk`) and it decides what to write.
 
 Layout of ``directory``::
 
@@ -21,11 +24,13 @@ atomic (a checkpoint directory appears only once complete), so a crash never
 corrupts the latest good checkpoint.
 """
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import serialization
+from ott.geometry import costs
 
 __all__ = [
     "FORMAT",
@@ -37,17 +42,12 @@ __all__ = [
 ]
 
 #: Version tag stored in every checkpoint's metadata.
-FORMAT = "ott-enot-checkpoint-1"
+FORMAT = "ott-enot-checkpoint-2"
 _KINDS = ("latest", "best")
 
 
 class CheckpointError(ValueError):
-  """A checkpoint that cannot be used for this solver (or none at all)."""
-
-
-def _ocp():
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  return ocp
+  """A checkpoint that cannot be used for this run (or none at all)."""
 
 
 def _shapes(tree: Any) -> Dict[str, List[int]]:
@@ -57,25 +57,27 @@ def _shapes(tree: Any) -> Dict[str, List[int]]:
   }
 
 
-def signature(solver: Any) -> Dict[str, Any]:
-  """What a checkpoint of ``solver`` must match to be restored into it.
+def signature(
+    *, cost_fn: costs.CostFn, parameterisation: str, dim_data: int,
+    bidirectional: bool, state: Any
+) -> Dict[str, Any]:
+  """What a checkpoint must match to be restored into a run (a JSON value).
 
   The cost's class, its pytree structure and parameters, the
   parameterisation, the dimension, the direction schedule, and the shape of
-  every array of the training state.
+  every array of the training state ``state``.
   """
-  cost = solver.cost_fn
-  leaves, treedef = jax.tree_util.tree_flatten(cost)
+  leaves, treedef = jax.tree_util.tree_flatten(cost_fn)
   return {
       "cost": {
-          "type": f"{type(cost).__module__}.{type(cost).__qualname__}",
+          "type": f"{type(cost_fn).__module__}.{type(cost_fn).__qualname__}",
           "tree": str(treedef),
           "leaves": [np.asarray(leaf).tolist() for leaf in leaves],
       },
-      "parameterisation": solver.parameterisation,
-      "dim_data": int(solver.dim_data),
-      "bidirectional": bool(solver.is_bidirectional),
-      "shapes": _shapes(serialization.to_state_dict(solver.state)),
+      "parameterisation": parameterisation,
+      "dim_data": int(dim_data),
+      "bidirectional": bool(bidirectional),
+      "shapes": _shapes(serialization.to_state_dict(state)),
   }
 
 
@@ -87,14 +89,16 @@ def checkpoint_steps(directory: Union[str, os.PathLike],
   path = os.path.join(os.path.abspath(os.fspath(directory)), kind)
   if not os.path.isdir(path):
     return ()
-  return tuple(sorted(_ocp().utils.checkpoint_steps(path)))
+  return tuple(sorted(ocp.utils.checkpoint_steps(path)))
 
 
 class Checkpointer:
-  """Writes and reads a solver's checkpoints in ``directory``.
+  """Writes and reads the checkpoints of runs with one :func:`signature`.
 
   Args:
     directory: Where to write (created if missing).
+    signature: The run's :func:`signature`, written with every checkpoint
+      and compared with every checkpoint restored.
     keep: How many of the latest checkpoints to keep.
     every: Write after the chunk of steps that reaches each multiple of
       ``every`` (and after the last step).
@@ -103,10 +107,11 @@ class Checkpointer:
       when a validation improves on it.
   """
 
-  def __init__(self, directory: Union[str, os.PathLike], *, keep: int = 3,
-               every: int = 1000, best: bool = True):
-    ocp = _ocp()
+  def __init__(self, directory: Union[str, os.PathLike], *,
+               signature: Dict[str, Any], keep: int = 3, every: int = 1000,
+               best: bool = True):
     self.directory = os.path.abspath(os.fspath(directory))
+    self.signature = signature
     self.keep, self.every, self.best = int(keep), int(every), bool(best)
     self._managers = {}
     for kind in _KINDS if best else _KINDS[:1]:
@@ -129,17 +134,38 @@ class Checkpointer:
 
   # -- writing ----------------------------------------------------------------
 
-  def due(self, last_saved: int, step: int, final: bool) -> bool:
-    """Whether the chunk that ended at ``step`` should be written."""
-    return final or step // self.every > max(last_saved, 0) // self.every
+  def after_chunk(
+      self, first: int, last: int, state: Callable[[], Any], *, final: bool,
+      w_dist: Optional[float], meta: Dict[str, Any]
+  ) -> None:
+    """Write what the policy asks for after a chunk of steps.
 
-  def save(self, step: int, state: Any, *, meta: Dict[str, Any],
-           w_dist: Optional[float] = None, latest: bool = True) -> None:
-    """Write ``state`` after ``step`` as the latest and, if ``w_dist`` beats
-    the best so far, as the best checkpoint (asynchronously)."""
-    ocp = _ocp()
+    The latest checkpoint after the chunk that reaches a multiple of
+    ``every`` (``first <= k * every <= last``, ``k >= 1``) and after the last
+    step (``final``); the best one when ``w_dist``, the chunk's last
+    validation, beats the best so far.
+
+    Args:
+      first: The chunk's first step.
+      last: The chunk's last step (the checkpoint's ``step``).
+      state: Returns a copy of the state after the chunk (called only if
+        something is written).
+      final: Whether ``last`` is the run's last step.
+      w_dist: The chunk's last validation ``w_dist``, or :obj:`None`.
+      meta: Metadata to write with it (``logs``, ``num_validations``).
+    """
+    latest = final or last // self.every > max(first - 1, 0) // self.every
+    best = (self.best and w_dist is not None and np.isfinite(w_dist)
+            and w_dist > self._best_w_dist)
+    if latest or best:
+      self._save(last, state(), meta=meta, w_dist=w_dist, latest=latest,
+                 best=best)
+
+  def _save(self, step: int, state: Any, *, meta: Dict[str, Any],
+            w_dist: Optional[float], latest: bool, best: bool) -> None:
+    """Write ``state`` after ``step`` (asynchronously)."""
     state_dict = serialization.to_state_dict(state)
-    meta = dict(meta, format=FORMAT, step=int(step))
+    meta = dict(meta, format=FORMAT, step=int(step), signature=self.signature)
     if w_dist is not None:
       meta["w_dist"] = float(w_dist)
     args = ocp.args.Composite(
@@ -147,17 +173,11 @@ class Checkpointer:
     )
     if latest and step not in self._managers["latest"].all_steps():
       self._managers["latest"].save(step, args=args)
-    if (self.best and w_dist is not None and np.isfinite(w_dist)
-        and w_dist > self._best_w_dist):
+    if best:
       self._best_w_dist = float(w_dist)
       self._managers["best"].save(
           step, args=args, metrics={"w_dist": float(w_dist)}, force=True
       )
-
-  def wait(self) -> None:
-    """Block until every pending write is on disk."""
-    for manager in self._managers.values():
-      manager.wait_until_finished()
 
   def close(self) -> None:
     """Finish pending writes and release the managers."""
@@ -168,31 +188,30 @@ class Checkpointer:
   # -- reading ----------------------------------------------------------------
 
   def _read_meta(self, kind: str, step: int) -> Dict[str, Any]:
-    ocp = _ocp()
     restored = self._managers[kind].restore(
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
     )
     return dict(restored.meta)
 
-  def restore(self, solver: Any, kind: str = "latest",
+  def restore(self, like: Any, kind: str = "latest",
               step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
-    """The training state and metadata of a checkpoint, for ``solver``.
+    """The training state and metadata of a checkpoint.
 
     Args:
-      solver: The :class:`~ott_enot.ExpectileNeuralDual` to restore into
-        (its state gives the structure; nothing of it is changed).
+      like: A training state of the run's structure (nothing of it is
+        changed).
       kind: ``"latest"`` or ``"best"``.
       step: Which checkpoint; default the newest of ``kind``.
 
     Returns:
-      ``(state, meta)``: an :class:`~ott_enot.training.ENOTTrainState` and
-      the metadata (``step``, ``logs``, ``num_validations``, ...).
+      ``(state, meta)``: an :class:`~ott_enot.step.ENOTTrainState` and the
+      metadata (``step``, the last step done; ``logs``, ``num_validations``,
+      ...).
 
     Raises:
       CheckpointError: if there is no checkpoint, or it was written for
         another cost, parameterisation, dimension or network shapes.
     """
-    ocp = _ocp()
     if kind not in self._managers:
       raise ValueError(
           f"`kind` must be one of {tuple(self._managers)}, got {kind!r}."
@@ -204,7 +223,7 @@ class Checkpointer:
           f"{self.directory!r} holds a checkpoint of format "
           f"{meta.get('format')!r}, not {FORMAT!r}."
       )
-    want = signature(solver)
+    want = self.signature
     for key, what in (("cost", "cost"), ("parameterisation",
                                          "parameterisation"),
                       ("dim_data", "dimension"),
@@ -217,13 +236,12 @@ class Checkpointer:
             f"Build the solver as the run that wrote it was built."
         )
     target = jax.tree.map(
-        ocp.utils.to_shape_dtype_struct,
-        serialization.to_state_dict(solver.state)
+        ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(like)
     )
     restored = self._managers[kind].restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
     )
-    state = serialization.from_state_dict(solver.state, restored.state)
+    state = serialization.from_state_dict(like, restored.state)
     return state, meta
 
 
@@ -256,7 +274,6 @@ def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
   Raises:
     CheckpointError: if ``directory`` has no such checkpoint.
   """
-  ocp = _ocp()
   step = _find_step(directory, kind, step)
   path = os.path.join(os.path.abspath(os.fspath(directory)), kind)
   with ocp.CheckpointManager(path, item_names=("state", "meta")) as manager:
@@ -264,7 +281,7 @@ def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
     )
   state = restored.state
-  return {"f": state["state_f"]["params"], "g": state["state_g"]["params"]}
+  return {"f": state["f"]["params"], "g": state["g"]["params"]}
 
 
 def _diff(saved: Any, want: Any) -> str:

@@ -1,10 +1,12 @@
 """Validation of user input, done on the host before anything compiles.
 
-Every error names the argument and says how to fix it.
+One function per kind of input; every error names the argument and says how
+to fix it. :func:`check_points` is the one check of points, wherever they
+come from (arrays, loaders, samplers, the potentials' inputs).
 """
 import math
 import numbers
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import numpy as np
@@ -12,9 +14,21 @@ import numpy as np
 import optax
 from ott.geometry import costs
 
-from ott_enot import costs as enot_costs
+__all__ = [
+    "DOMAINS",
+    "SPHERE_ATOL",
+    "check_positive_int",
+    "check_hyperparameters",
+    "check_cost_fn",
+    "check_points",
+    "check_on_sphere",
+    "check_sampler",
+]
 
-__all__ = ["check_hyperparameters", "check_batch", "check_positive_int"]
+#: Where points can live: :math:`R^d`, or the unit sphere of :math:`R^d`.
+DOMAINS: Tuple[str, ...] = ("euclidean", "sphere")
+#: Largest :math:`|\,\|x\| - 1|` accepted for a point on the unit sphere.
+SPHERE_ATOL: float = 1e-4
 
 
 def check_positive_int(
@@ -40,6 +54,16 @@ def _real(name: str, value: Any) -> float:
   if not math.isfinite(value):
     raise ValueError(f"`{name}` must be finite, got {value}.")
   return value
+
+
+def check_cost_fn(cost_fn: Any, name: str = "cost_fn") -> costs.CostFn:
+  """Raise a ``TypeError`` unless ``cost_fn`` is an ott cost instance."""
+  if not isinstance(cost_fn, costs.CostFn):
+    raise TypeError(
+        f"`{name}` must be an `ott.geometry.costs.CostFn` instance, got "
+        f"{cost_fn!r}; e.g. `costs.SqEuclidean()`."
+    )
+  return cost_fn
 
 
 def check_hyperparameters(
@@ -78,11 +102,8 @@ def check_hyperparameters(
   check_positive_int("valid_freq", valid_freq)
   check_positive_int("log_freq", log_freq)
   check_positive_int("chunk_size", chunk_size)
-  if cost_fn is not None and not isinstance(cost_fn, costs.CostFn):
-    raise TypeError(
-        f"`cost_fn` must be an `ott.geometry.costs.CostFn` instance, got "
-        f"{cost_fn!r}; e.g. `costs.SqEuclidean()`."
-    )
+  if cost_fn is not None:
+    check_cost_fn(cost_fn)
   for name, opt in (("optimizer_f", optimizer_f), ("optimizer_g", optimizer_g)):
     if opt is not None and not (
         hasattr(opt, "init") and hasattr(opt, "update")
@@ -93,44 +114,126 @@ def check_hyperparameters(
       )
 
 
-def check_batch(
-    name: str, batch: Any, dim: int, on_sphere: bool = False
-) -> np.ndarray:
-  """Check one batch of points from a user's iterator.
+def check_on_sphere(
+    name: str, points: Any, atol: float = SPHERE_ATOL
+) -> None:
+  r"""Raise if concrete ``points`` are farther than ``atol`` from the sphere.
+
+  Traced values (inside :func:`jax.jit`) cannot be inspected and pass.
 
   Args:
-    name: The argument the batch came from, for the error message.
-    batch: Array-like ``[n, dim]``.
-    dim: Expected dimension.
-    on_sphere: Also check that the points are unit vectors.
-
-  Returns:
-    The batch as an array (a JAX array stays on its device).
+    name: The argument's name, for the error message.
+    points: Array ``[..., d]``.
+    atol: Tolerance on :math:`|\,\|x\| - 1|`.
 
   Raises:
-    TypeError: if it is not a numeric array.
-    ValueError: for a wrong shape, an empty batch, NaN/inf entries or points
-      off the sphere.
+    ValueError: naming ``name`` and how to fix it.
   """
-  arr = batch if isinstance(batch, jax.Array) else np.asarray(batch)
+  if isinstance(points, jax.core.Tracer):
+    return
+  arr = np.asarray(points, dtype=np.float64)
+  if arr.size == 0:
+    return
+  err = np.abs(np.linalg.norm(arr, axis=-1) - 1.0)
+  worst = float(np.nanmax(err)) if np.isfinite(err).any() else np.inf
+  if not np.all(err <= atol):
+    raise ValueError(
+        f"`{name}` has points off the unit sphere (largest | ||x|| - 1 | = "
+        f"{worst:.3g} > {atol:g}); sphere costs need unit vectors: normalise "
+        f"with `x / jnp.linalg.norm(x, axis=-1, keepdims=True)`."
+    )
+
+
+def check_points(
+    name: str,
+    points: Any,
+    dim: Optional[int] = None,
+    domain: str = "euclidean",
+    *,
+    finite: bool = True,
+    source: str = "is",
+) -> Any:
+  """Check an array of points ``[n, d]``; the one check of points.
+
+  Args:
+    name: The argument they come from, for the message (``x``,
+      ``trainloader_source``, ``vec``, ...).
+    points: Array-like ``[n, d]``.
+    dim: Expected dimension ``d`` (the solver's ``dim_data``); :obj:`None`
+      for any.
+    domain: ``"euclidean"``, or ``"sphere"`` to check for unit vectors.
+    finite: Check for NaN/inf (a device-to-host copy for device arrays).
+    source: How the points reached us, for the message: ``"is"`` (an
+      argument) or ``"yielded"`` (a batch of a loader or sampler).
+
+  Returns:
+    The points as an array (a JAX array or tracer stays as it is). Traced
+    values (inside :func:`jax.jit`) are checked for their shape only.
+
+  Raises:
+    TypeError: if they are not real numbers.
+    ValueError: for a wrong shape, no points, NaN/inf entries or points off
+      the sphere.
+  """
+  traced = isinstance(points, jax.core.Tracer)
+  arr = points if isinstance(points, jax.Array) or traced else np.asarray(
+      points
+  )
+  subject = f"`{name}`" + (" yielded a batch that" if source == "yielded"
+                           else "")
   if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(
       arr.dtype, np.complexfloating
   ):
     raise TypeError(
-        f"`{name}` yielded an array of dtype {arr.dtype}; ENOT needs real "
-        f"floating point points of shape [batch, {dim}]."
+        f"{subject} has dtype {arr.dtype}; points must be real floating "
+        f"point numbers."
     )
-  if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] == 0:
+  want = "d" if dim is None else str(dim)
+  if (arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0 or
+      (dim is not None and arr.shape[1] != dim)):
+    why = "" if dim is None else f" (the solver's dim_data={dim})"
     raise ValueError(
-        f"`{name}` yielded a batch of shape {tuple(arr.shape)}, but the "
-        f"solver was built with dim_data={dim}: batches must have shape "
-        f"[batch, {dim}] with batch >= 1."
+        f"{subject} has shape {tuple(arr.shape)}, but points must be a "
+        f"non-empty array of shape [n, {want}]{why}, n >= 1."
     )
-  if not bool(np.all(np.isfinite(np.asarray(arr)))):
+  if traced:
+    return arr
+  if finite and not bool(np.all(np.isfinite(np.asarray(arr)))):
     raise ValueError(
-        f"`{name}` yielded a batch with NaN or inf entries; remove or "
-        f"impute them before training."
+        f"{subject} contains NaN or inf entries; remove or impute them "
+        f"before training."
     )
-  if on_sphere:
-    enot_costs.check_on_sphere(name, arr)
+  if domain == "sphere":
+    check_on_sphere(name, arr)
   return arr
+
+
+def check_sampler(
+    sampler: Callable[[jax.Array], Tuple[Any, Any]], dim: int
+) -> None:
+  """Check that ``sampler(key)`` returns ``(x[n, dim], y[n, dim])``.
+
+  By abstract evaluation (:func:`jax.eval_shape`): nothing compiles or runs.
+
+  Raises:
+    TypeError: if calling it on a PRNG key fails.
+    ValueError: if it returns anything else than a pair of ``[n, dim]``
+      arrays with the same ``n``.
+  """
+  try:
+    out = jax.eval_shape(sampler, jax.random.key(0))
+  except Exception as err:  # noqa: BLE001 - report what the sampler did
+    raise TypeError(
+        "`data_or_x` was taken as a sampler `key -> (x, y)` but calling it on a "
+        f"PRNG key failed: {err}"
+    ) from err
+  shapes = [getattr(o, "shape", None) for o in out] if isinstance(
+      out, (tuple, list)
+  ) else None
+  if (shapes is None or len(shapes) != 2 or
+      any(s is None or len(s) != 2 or s[1] != dim for s in shapes)
+      or shapes[0][0] != shapes[1][0] or shapes[0][0] == 0):
+    raise ValueError(
+        "A sampler passed to `fit` must return a pair (x, y) of arrays of "
+        f"shape [n, {dim}] with the same n >= 1; got {out}."
+    )

@@ -32,237 +32,152 @@ Any other ott :class:`~ott.geometry.costs.TICost` with ``h_legendre`` (e.g.
 """
 import dataclasses
 import types
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
 
 from ott.geometry import costs
-from ott.math import utils as mu
+
+from ott_enot import checks, numerics, properties
+from ott_enot.checks import DOMAINS
+from ott_enot.sphere import (
+    SphereGeodesic,
+    SphereGeodesicPower,
+    SphereGeodesicSq,
+)
 
 __all__ = [
     "PARAMETERISATIONS",
     "DOMAINS",
-    "SPHERE_ATOL",
     "CostEntry",
+    "Euclidean",
+    "EuclideanPower",
     "SphereGeodesic",
     "SphereGeodesicSq",
+    "SphereGeodesicPower",
     "register_cost",
     "get_cost",
     "available_costs",
     "cost_entry",
+    "canonical_cost",
     "domain_of",
     "supported_parameterisations",
     "default_parameterisation",
     "has_twist",
-    "sphere_exp",
-    "sphere_log",
-    "check_on_sphere",
+    "claimed_properties",
 ]
 
 #: All parameterisations, in order of preference for the default.
 PARAMETERISATIONS: Tuple[str, ...] = ("twist", "correlation", "direct")
-#: Domains a cost can live on.
-DOMAINS: Tuple[str, ...] = ("euclidean", "sphere")
-#: Largest :math:`|\,\|x\| - 1|` accepted for a point on the unit sphere.
-SPHERE_ATOL: float = 1e-4
-
-# ---------------------------------------------------------------------------
-# The unit sphere
-# ---------------------------------------------------------------------------
 
 
-def check_on_sphere(
-    name: str, points: Any, atol: float = SPHERE_ATOL
-) -> None:
-  r"""Raise if concrete ``points`` are farther than ``atol`` from the sphere.
+@jtu.register_pytree_node_class
+class Euclidean(costs.Euclidean):
+  r"""ott's :class:`~ott.geometry.costs.Euclidean`, :math:`c(x, y) = \|x -
+  y\|`, with finite gradients for points any distance apart.
 
-  Traced values (inside :func:`jax.jit`) cannot be inspected and pass.
+  ott 0.6.0's has an infinite or NaN gradient where :math:`\|x - y\|^2`
+  underflows (e.g. :math:`x = 10^{-30}`, :math:`y = 0` in float32); this
+  one computes the norm with :func:`ott_enot.numerics.norm`. It is the
+  registry's ``"euclidean"``, and the solver trains with it when given ott's.
+  """
+
+  def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """:math:`\|x - y\|` of two points ``[d]``."""
+    return numerics.norm(x - y)
+
+
+@jtu.register_pytree_node_class
+class EuclideanPower(costs.TICost):
+  r"""A power of the Euclidean distance, :math:`p > 1`.
+
+  .. math::
+
+    c(x, y) = h(x - y), \qquad h(z) = \tfrac1p \|z\|^p, \qquad
+    h^*(w) = \tfrac1q \|w\|^q, \quad \tfrac1p + \tfrac1q = 1,
+
+  so the twist is :math:`T(x) = x - \|\nabla f(x)\|^{q - 2}\, \nabla f(x)`
+  (:meth:`~ott.geometry.costs.TICost.twist_operator`), well conditioned for
+  :math:`p` away from 1. Strictly convex, so its optimal map is unique; it is
+  the surrogate through which ENOT learns maps for the Euclidean distance
+  (:math:`p \to 1`). ``p = 2`` is half of
+  :class:`~ott.geometry.costs.SqEuclidean`. Norms by
+  :func:`ott_enot.numerics.norm` (finite gradients at any distance).
 
   Args:
-    name: The argument's name, for the error message.
-    points: Array ``[..., d]``.
-    atol: Tolerance on :math:`|\,\|x\| - 1|`.
-
-  Raises:
-    ValueError: naming ``name`` and how to fix it.
+    p: The power, ``> 1``.
   """
-  if isinstance(points, jax.core.Tracer):
-    return
-  arr = np.asarray(points, dtype=np.float64)
-  if arr.size == 0:
-    return
-  err = np.abs(np.linalg.norm(arr, axis=-1) - 1.0)
-  worst = float(np.nanmax(err)) if np.isfinite(err).any() else np.inf
-  if not np.all(err <= atol):
+
+  def __init__(self, p: float = 1.5):
+    if not p > 1.0:
+      raise ValueError(f"`p` must be > 1 (strictly convex), got {p}.")
+    self.p = float(p)
+
+  def h(self, z: jnp.ndarray) -> jnp.ndarray:  # noqa: D102
+    return numerics.norm(z) ** self.p / self.p
+
+  def h_legendre(self, z: jnp.ndarray) -> jnp.ndarray:  # noqa: D102
+    q = self.p / (self.p - 1.0)
+    return numerics.norm(z) ** q / q
+
+  def tree_flatten(self):  # noqa: D102
+    return (), (self.p,)
+
+  @classmethod
+  def tree_unflatten(cls, aux_data, children):  # noqa: D102
+    del children
+    return cls(*aux_data)
+
+
+#: ott costs whose numerics this package fixes, and the fixed subclass.
+_FIXED: Dict[type, type] = {costs.Euclidean: Euclidean}
+
+
+def canonical_cost(cost_fn: costs.CostFn) -> costs.CostFn:
+  """The same cost with this package's numerical fixes: :class:`Euclidean`
+  for ott's :class:`~ott.geometry.costs.Euclidean`, else ``cost_fn``."""
+  fixed = _FIXED.get(type(cost_fn))
+  return cost_fn if fixed is None else fixed()
+
+
+def claimed_properties(
+    cost_fn: costs.CostFn,
+    parameterisations: Sequence[str],
+    *,
+    symmetric: bool = False,
+    metric: bool = False,
+) -> Tuple[str, ...]:
+  """The properties a cost claims, given what ENOT is asked to do with it.
+
+  Every cost: ``nonnegative``, ``zero_diagonal``, ``finite_gradients``,
+  ``c_conjugacy``; ``symmetric`` when claimed (and for metrics), ``triangle``
+  for metrics; the twist: ``twist_forward``, ``twist_inverse`` and, for a
+  :class:`~ott.geometry.costs.TICost` with ``h_legendre``, ``fenchel_young``;
+  the correlation form: ``correlation``.
+  """
+  unknown = [p for p in parameterisations
+             if p not in PARAMETERISATIONS]
+  if unknown:
     raise ValueError(
-        f"`{name}` has points off the unit sphere (largest | ||x|| - 1 | = "
-        f"{worst:.3g} > {atol:g}); sphere costs need unit vectors: normalise "
-        f"with `x / jnp.linalg.norm(x, axis=-1, keepdims=True)`."
+        f"`parameterisations` must be a subset of "
+        f"{PARAMETERISATIONS}, got {tuple(parameterisations)!r}."
     )
+  names = ["nonnegative", "zero_diagonal", "finite_gradients"]
+  if symmetric or metric:
+    names.append("symmetric")
+  if metric:
+    names.append("triangle")
+  if "twist" in parameterisations:
+    if (isinstance(cost_fn, costs.TICost)
+        and has_twist(cost_fn)):
+      names.append("fenchel_young")
+    names += ["twist_forward", "twist_inverse"]
+  if "correlation" in parameterisations:
+    names.append("correlation")
+  names.append("c_conjugacy")
+  return tuple(names)
 
-
-def _sinc(t: jnp.ndarray) -> jnp.ndarray:
-  """:math:`\\sin(t) / t`, smooth at 0."""
-  return jnp.sinc(t / jnp.pi)
-
-
-def _project_tangent(x: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-  return v - jnp.vdot(x, v) * x
-
-
-def sphere_exp(x: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-  r"""Exponential map of the unit sphere.
-
-  .. math::
-
-    \exp_x(v) = \cos(\|v\|)\, x + \frac{\sin \|v\|}{\|v\|}\, v,
-
-  for :math:`v` tangent at :math:`x` (its normal part is removed first).
-  Smooth at :math:`v = 0`.
-
-  Args:
-    x: Point ``[d]`` on the sphere.
-    v: Vector ``[d]``.
-
-  Returns:
-    Point ``[d]`` on the sphere.
-  """
-  v = _project_tangent(x, v)
-  t = mu.norm(v)
-  y = jnp.cos(t) * x + _sinc(t) * v
-  return y / jnp.linalg.norm(y)
-
-
-def sphere_log(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-  r"""Logarithm map of the unit sphere, the inverse of :func:`sphere_exp`.
-
-  .. math::
-
-    \log_x(y) = \frac{\theta}{\sin\theta}\,(y - \langle x, y\rangle x),
-    \qquad \theta = d(x, y),
-
-  defined for :math:`y \neq -x` (within the injectivity radius :math:`\pi`).
-
-  Args:
-    x: Point ``[d]`` on the sphere.
-    y: Point ``[d]`` on the sphere.
-
-  Returns:
-    Tangent vector ``[d]`` at ``x`` with norm :math:`d(x, y)`.
-  """
-  u = y - jnp.vdot(x, y) * x
-  theta = _geodesic(x, y)
-  return u / _sinc(theta)
-
-
-def _geodesic(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-  # 2 atan2(|x - y|, |x + y|) = arccos <x, y> for unit vectors, accurate near
-  # 0 and pi, with finite gradients everywhere (ott's norm has a custom jvp)
-  return 2.0 * jnp.arctan2(mu.norm(x - y), mu.norm(x + y))
-
-
-class _SphereCost(costs.CostFn):
-  """Base of costs on the unit sphere :math:`S^{d-1} \\subset R^d`."""
-
-  domain = "sphere"
-
-  @staticmethod
-  def check_points(points: Any, name: str = "points") -> None:
-    """Raise a ``ValueError`` if concrete ``points`` are off the sphere."""
-    check_on_sphere(name, points)
-
-  def exp_map(self, x: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """:func:`sphere_exp` after checking that ``x`` is on the sphere."""
-    self.check_points(x, "x")
-    return sphere_exp(x, v)
-
-  def log_map(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """:func:`sphere_log` after checking both points are on the sphere."""
-    self.check_points(x, "x")
-    self.check_points(y, "y")
-    return sphere_log(x, y)
-
-  def geodesic_distance(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    r""":math:`d(x, y) = \arccos\langle x, y\rangle`, after checking points."""
-    self.check_points(x, "x")
-    self.check_points(y, "y")
-    return _geodesic(x, y)
-
-
-@jtu.register_pytree_node_class
-class SphereGeodesic(_SphereCost):
-  r"""Geodesic (great-circle) distance on the unit sphere.
-
-  .. math::
-
-    c(x, y) = \arccos \langle x, y \rangle
-    = 2 \operatorname{atan2}(\|x - y\|, \|x + y\|),
-
-  evaluated with the second form, which is accurate near :math:`0` and
-  :math:`\pi` and has finite gradients everywhere, including :math:`x = y`.
-  A metric, so the twist is not invertible: ENOT uses the direct map.
-  """
-
-  def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """Geodesic distance between unit vectors ``x`` and ``y``, ``[d]``."""
-    return _geodesic(x, y)
-
-
-@jtu.register_pytree_node_class
-class SphereGeodesicSq(_SphereCost):
-  r"""Half squared geodesic distance on the unit sphere.
-
-  .. math::
-
-    c(x, y) = \tfrac12 d(x, y)^2, \qquad \nabla_x c(x, y) = -\log_x(y).
-
-  Its twist is invertible (McCann 2001): given a potential gradient :math:`v`
-  at :math:`x` (projected onto the tangent space),
-
-  .. math::
-
-    T(x) = \exp_x(-v),
-
-  through the exponential map (forward) and, symmetrically, the inverse map
-  from the target side; the log map recovers :math:`v` from :math:`T(x)`
-  (:meth:`twist_gradient`). Valid within the injectivity radius (not for
-  antipodal pairs).
-  """
-
-  def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """Half squared geodesic distance between unit vectors, ``[d]``."""
-    return 0.5 * _geodesic(x, y) ** 2
-
-  def twist_operator(
-      self, vec: jnp.ndarray, dual_vec: jnp.ndarray, variable: bool
-  ) -> jnp.ndarray:
-    r"""Invert :math:`y \mapsto \nabla_x c(x, y)` (or the second variable).
-
-    Args:
-      vec: Point ``[d]`` on the sphere (:math:`x`, or :math:`y` if
-        ``variable``).
-      dual_vec: Gradient ``[d]`` (its normal part is ignored).
-      variable: Which variable of :math:`c` the gradient is taken in; the
-        cost is symmetric, so both give :math:`\exp_{vec}(-dual\_vec)`.
-
-    Returns:
-      Point ``[d]`` on the sphere.
-    """
-    del variable
-    return sphere_exp(vec, -dual_vec)
-
-  @staticmethod
-  def twist_gradient(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    r""":math:`\nabla_x c(x, y) = -\log_x(y)`, the input of the twist."""
-    return -sphere_log(x, y)
-
-
-# ---------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,8 +240,7 @@ def register_cost(
     metric: Claim the cost is a metric (checked: symmetry and the triangle
       inequality).
     overwrite: Replace an existing entry of the same name.
-    check: Property-test the claims before registering (needs
-      ``hypothesis``: ``pip install "ott-enot[testing]"``).
+    check: Property-test the claims before registering.
 
   Returns:
     The new :class:`CostEntry`.
@@ -335,7 +249,6 @@ def register_cost(
     ValueError: for an unknown parameterisation or domain, a taken name, or
       a cost that fails a property it claims (the message has the report).
     TypeError: if the factory does not build an ott ``CostFn``.
-    ImportError: if ``check=True`` and hypothesis is not installed.
   """
   if not isinstance(name, str) or not name:
     raise ValueError(f"`name` must be a non-empty string, got {name!r}.")
@@ -371,13 +284,15 @@ def register_cost(
 
 
 def _check_claims(entry: CostEntry) -> None:
-  from ott_enot import testing  # pylint: disable=import-outside-toplevel
-  report = testing.check_cost(
-      entry.factory(),
-      parameterisations=entry.parameterisations,
+  cost = entry.factory()
+  report = properties.search(
+      cost,
+      claimed_properties(
+          cost, entry.parameterisations, symmetric=entry.symmetric,
+          metric=entry.metric
+      ),
       domain=entry.domain,
-      symmetric=entry.symmetric,
-      metric=entry.metric,
+      parameterisations=entry.parameterisations,
       max_examples=20,
       seed=0,
   )
@@ -410,24 +325,18 @@ def available_costs() -> Mapping[str, CostEntry]:
 
 
 def cost_entry(cost_fn: costs.CostFn) -> Optional[CostEntry]:
-  """The registry entry of ``cost_fn``'s exact class, if any."""
+  """The registry entry of ``cost_fn``'s exact class (for ott's
+  :class:`~ott.geometry.costs.Euclidean`, of :class:`Euclidean`), if any."""
+  cost_type = _FIXED.get(type(cost_fn), type(cost_fn))
   for entry in _REGISTRY.values():
-    if type(cost_fn) is entry.cost_type:
+    if cost_type is entry.cost_type:
       return entry
   return None
 
 
-def _check_cost(cost_fn: Any) -> None:
-  if not isinstance(cost_fn, costs.CostFn):
-    raise TypeError(
-        f"`cost_fn` must be an `ott.geometry.costs.CostFn`, got "
-        f"{type(cost_fn).__name__}."
-    )
-
-
 def domain_of(cost_fn: costs.CostFn) -> str:
   """``"sphere"`` for costs on the unit sphere, ``"euclidean"`` otherwise."""
-  _check_cost(cost_fn)
+  checks.check_cost_fn(cost_fn)
   entry = cost_entry(cost_fn)
   if entry is not None:
     return entry.domain
@@ -470,7 +379,7 @@ def supported_parameterisations(cost_fn: costs.CostFn) -> Tuple[str, ...]:
     empty for ott costs between structured objects (``Bures``,
     ``UnbalancedBures``, ``SoftDTW``), which ENOT cannot learn maps for.
   """
-  _check_cost(cost_fn)
+  checks.check_cost_fn(cost_fn)
   entry = cost_entry(cost_fn)
   if entry is not None:
     return entry.parameterisations
@@ -498,7 +407,7 @@ register_cost(
     check=False,
 )
 register_cost(
-    "euclidean", costs.Euclidean, parameterisations=("direct",), metric=True,
+    "euclidean", Euclidean, parameterisations=("direct",), metric=True,
     check=False
 )
 register_cost(

@@ -31,7 +31,7 @@ from ott.problems.linear import linear_problem
 
 from ott_enot import checks
 
-__all__ = ["WeightedPoints", "PointCloudStream"]
+__all__ = ["WeightedPoints", "PointCloudStream", "point_cloud_of"]
 
 WEIGHT_ATOL = 1e-4
 
@@ -92,18 +92,9 @@ class WeightedPoints:
 
 
 def _as_points(name: str, arr: Any) -> np.ndarray:
-  arr = np.asarray(arr)
-  if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-    raise ValueError(
-        f"`{name}` must be a non-empty array of shape [n, d], got shape "
-        f"{arr.shape}."
-    )
+  arr = np.asarray(checks.check_points(name, arr))
   if not np.issubdtype(arr.dtype, np.floating):
     arr = arr.astype(np.float32)
-  if not np.all(np.isfinite(arr)):
-    raise ValueError(
-        f"`{name}` contains NaN or inf points; remove or impute them."
-    )
   return arr
 
 
@@ -124,7 +115,7 @@ def _as_weights(name: str, w: Any, n: int) -> Optional[np.ndarray]:
         f"normalise with `w / w.sum()`, or pass tau_a/tau_b < 1 solvers "
         f"(unbalanced OT) elsewhere: ENOT solves balanced problems."
     )
-  if np.all(w == np.full(n, 1.0 / n)):
+  if np.allclose(w, 1.0 / n, rtol=1e-6, atol=0.0):  # uniform, also in float32
     return None
   return w
 
@@ -176,12 +167,14 @@ class PointCloudStream:
   :class:`~ott.problems.linear.linear_problem.LinearProblem`), or directly
   from arrays with :meth:`from_arrays`.
 
+  The stream holds the points only: the cost is the solver's, checked
+  against ``geom.cost_fn`` by :meth:`~ott_enot.ExpectileNeuralDual.fit`.
+
   Args:
     train_source: :class:`WeightedPoints` of the source's training split.
     train_target: Same for the target.
     valid_source: Source validation split (:obj:`None` without validation).
     valid_target: Target validation split.
-    cost_fn: The cost carried from the geometry (:obj:`None` if unknown).
   """
 
   def __init__(
@@ -190,13 +183,11 @@ class PointCloudStream:
       train_target: WeightedPoints,
       valid_source: Optional[WeightedPoints],
       valid_target: Optional[WeightedPoints],
-      cost_fn: Any = None,
   ):
     self.train_source = train_source
     self.train_target = train_target
     self.valid_source = valid_source
     self.valid_target = valid_target
-    self.cost_fn = cost_fn
 
   @property
   def dim(self) -> int:
@@ -215,7 +206,6 @@ class PointCloudStream:
       valid_fraction: float = 0.1,
       replace: bool = True,
       rng: Optional[jax.Array] = None,
-      cost_fn: Any = None,
   ) -> "PointCloudStream":
     """Stream from points ``x [n, d]``, ``y [m, d]`` and weights ``a``, ``b``.
 
@@ -230,7 +220,6 @@ class PointCloudStream:
       replace: Sample with replacement.
       rng: Key of the split (sampling keys are given to :meth:`loaders` /
         :meth:`sample`). Default ``jax.random.key(0)``.
-      cost_fn: Cost to carry along.
 
     Raises:
       ValueError, TypeError: for empty clouds, mismatched dimensions, NaN/inf
@@ -263,7 +252,7 @@ class PointCloudStream:
       ) if len(valid) else None
       parts.append((tr, va))
     (tr_x, va_x), (tr_y, va_y) = parts
-    return cls(tr_x, tr_y, va_x, va_y, cost_fn)
+    return cls(tr_x, tr_y, va_x, va_y)
 
   @classmethod
   def from_geometry(
@@ -271,15 +260,15 @@ class PointCloudStream:
   ) -> "PointCloudStream":
     """Stream from a :class:`~ott.geometry.pointcloud.PointCloud` (uniform).
 
-    ``kwargs`` are those of :meth:`from_arrays`. Only ``geom.x``, ``geom.y``
-    and ``geom.cost_fn`` are read; the cost matrix is never formed.
+    ``kwargs`` are those of :meth:`from_arrays`. Only ``geom.x`` and
+    ``geom.y`` are read; the cost matrix is never formed.
     """
     if not isinstance(geom, pointcloud.PointCloud):
       raise TypeError(
           f"`geom` must be an ott `PointCloud` (ENOT needs the points), got "
           f"{type(geom).__name__}."
       )
-    return cls.from_arrays(geom.x, geom.y, cost_fn=geom.cost_fn, **kwargs)
+    return cls.from_arrays(geom.x, geom.y, **kwargs)
 
   @classmethod
   def from_problem(
@@ -305,9 +294,7 @@ class PointCloudStream:
           f"{type(prob.geom).__name__}."
       )
     geom = prob.geom
-    return cls.from_arrays(
-        geom.x, geom.y, prob.a, prob.b, cost_fn=geom.cost_fn, **kwargs
-    )
+    return cls.from_arrays(geom.x, geom.y, prob.a, prob.b, **kwargs)
 
   @classmethod
   def from_any(
@@ -319,10 +306,32 @@ class PointCloudStream:
       return cls.from_problem(data, **kwargs)
     return cls.from_geometry(data, **kwargs)
 
+  def check_domain(self, domain: str) -> None:
+    """Check every split's points for ``domain`` (unit vectors on the
+    sphere; shapes and NaN/inf were checked when the stream was built).
+
+    Raises:
+      ValueError: naming the split, for points off the sphere.
+    """
+    if domain == "euclidean":
+      return
+    for name, part in zip(
+        ("x (training split)", "y (training split)", "x (validation split)",
+         "y (validation split)"), self._measures()
+    ):
+      checks.check_points(name, part.points, domain=domain)
+
   def sample(
       self, key: jax.Array, valid: bool = False
   ) -> Tuple[jnp.ndarray, jnp.ndarray]:
-    """One pair of batches ``(x[batch, d], y[batch, d])`` (pure, jittable).
+    """One pair of batches ``(x[batch, d], y[batch, d])`` drawn with ``key``
+    (pure, jittable).
+
+    One independent draw: the source batch with ``split(key)[0]``, the
+    target batch with ``split(key)[1]``. :meth:`sample_step` and
+    :meth:`loaders` key their ``i``-th batches differently (one key per
+    measure and split, folded with ``i``), so ``sample(key)`` is not their
+    first batch.
 
     Args:
       key: PRNG key.
@@ -405,8 +414,26 @@ class PointCloudStream:
     return (
         self.train_source, self.train_target, self.valid_source,
         self.valid_target
-    ), self.cost_fn
+    ), None
 
   @classmethod
   def tree_unflatten(cls, aux_data, children):  # noqa: D102
-    return cls(*children, cost_fn=aux_data)
+    del aux_data
+    return cls(*children)
+
+
+def point_cloud_of(
+    geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem]
+) -> pointcloud.PointCloud:
+  """The ``PointCloud`` of a ``PointCloud`` or of a ``LinearProblem`` on one.
+
+  Raises:
+    TypeError: for anything else.
+  """
+  pc = geom.geom if isinstance(geom, linear_problem.LinearProblem) else geom
+  if not isinstance(pc, pointcloud.PointCloud):
+    raise TypeError(
+        f"`geom` must be an ott `PointCloud` or a `LinearProblem` on one, got "
+        f"{type(pc).__name__}; or pass points: `fit(x, y)`."
+    )
+  return pc

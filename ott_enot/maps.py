@@ -54,30 +54,31 @@ Params = Any
 def resolve_parameterisation(
     cost_fn: costs.CostFn,
     parameterisation: Optional[str] = None,
-    is_bidirectional: Optional[bool] = None,
-    use_dot_product: bool = False,
-    f_outputs_map: Optional[bool] = None,
+    bidirectional: Optional[bool] = None,
+    neural_f: Optional[nn.Module] = None,
+    dim: Optional[int] = None,
 ) -> Tuple[str, bool]:
-  """Choose the parameterisation and whether to alternate directions.
+  """Choose the parameterisation and whether to train both directions.
 
-  This is the one place where the user's keywords (ours and ott 0.4.7-0.5.1's
-  ``is_bidirectional`` / ``use_dot_product``) meet the cost's capabilities.
+  The one place where the user's choices (ours, and ott 0.4.7-0.5.1's
+  ``is_bidirectional`` / ``use_dot_product`` translated by
+  :mod:`ott_enot.compat`) and the networks meet the cost's capabilities.
 
   Args:
     cost_fn: The ott cost.
     parameterisation: ``"twist"``, ``"correlation"``, ``"direct"`` or
-      :obj:`None` for the cost's default
-      (:func:`ott_enot.costs.default_parameterisation`).
-    is_bidirectional: Alternate forward and backward steps. :obj:`None`:
+      :obj:`None` to decide from the networks and the cost.
+    bidirectional: Alternate forward and inverse steps. :obj:`None`:
       whenever the parameterisation gives an inverse map.
-    use_dot_product: ott 0.5.1's name for ``parameterisation="correlation"``.
-    f_outputs_map: Whether the user's ``neural_f`` outputs ``d`` numbers per
-      point (:obj:`None` for the default network). When no parameterisation
-      is named, a map-valued ``neural_f`` selects ``"direct"``; so does
-      ``is_bidirectional=False`` with the default network (ott 0.5.1's
-      meaning). A potential-valued ``neural_f`` with ``is_bidirectional=False``
-      keeps the cost's default parameterisation and trains forward steps only
+    neural_f: The user's ``f`` network (:obj:`None` for the default). When
+      no parameterisation is named, a ``neural_f`` that outputs ``dim``
+      numbers per point (for ``dim > 1``, or with ``bidirectional=False``)
+      selects ``"direct"``; so does ``bidirectional=False`` with the default
+      network (ott 0.5.1's meaning of ``is_bidirectional=False``). A
+      potential-valued ``neural_f`` with ``bidirectional=False`` keeps the
+      cost's default parameterisation and trains forward steps only
       (``W2NeuralDual``'s ``back_and_forth=False``).
+    dim: Dimension of the points (needed with ``neural_f``).
 
   Returns:
     ``(parameterisation, bidirectional)``.
@@ -100,18 +101,13 @@ def resolve_parameterisation(
         f"`parameterisation` must be one of "
         f"{enot_costs.PARAMETERISATIONS}, got {parameterisation!r}."
     )
-  if use_dot_product:
-    if parameterisation not in (None, "correlation"):
-      raise ValueError(
-          f"`use_dot_product=True` means parameterisation='correlation', "
-          f"which conflicts with parameterisation={parameterisation!r}; "
-          f"pass only one of them."
-      )
-    parameterisation = "correlation"
   if parameterisation is None:
-    wants_map = f_outputs_map or (
-        f_outputs_map is None and is_bidirectional is False
-    )
+    if isinstance(neural_f, nn.Module):
+      wants_map = outputs_per_point(neural_f, dim) == dim and (
+          dim > 1 or bidirectional is False
+      )
+    else:
+      wants_map = bidirectional is False
     parameterisation = "direct" if wants_map else supported[0]
   if parameterisation not in supported:
     if parameterisation == "correlation":
@@ -131,10 +127,10 @@ def resolve_parameterisation(
         f"{parameterisation!r} (it supports {supported}): {fix}."
     )
   if parameterisation == "direct":
-    if is_bidirectional:
+    if bidirectional:
       raise ValueError(
           "`is_bidirectional=True` needs a map in both directions, but the "
-          f"direct map gives only the forward one. Use is_bidirectional=False"
+          "direct map gives only the forward one. Use is_bidirectional=False"
           + (
               ", or parameterisation='twist'" if "twist" in supported else
               f"; {name} has no invertible twist, so it cannot be "
@@ -142,8 +138,8 @@ def resolve_parameterisation(
           ) + "."
       )
     return parameterisation, False
-  return parameterisation, True if is_bidirectional is None else bool(
-      is_bidirectional
+  return parameterisation, True if bidirectional is None else bool(
+      bidirectional
   )
 
 
@@ -263,9 +259,14 @@ class TransportModel:
     return twist(x, grad, variable)
 
   @property
+  def domain(self) -> str:
+    """Where the points live: ``"euclidean"`` or ``"sphere"``."""
+    return enot_costs.domain_of(self.cost_fn)
+
+  @property
   def on_sphere(self) -> bool:
     """Whether the cost lives on the unit sphere."""
-    return enot_costs.domain_of(self.cost_fn) == "sphere"
+    return self.domain == "sphere"
 
   def project(self, y: jnp.ndarray) -> jnp.ndarray:
     """Onto the cost's domain: normalise rows on the sphere, else identity."""

@@ -11,8 +11,7 @@ from flax import serialization
 from ott.neural.networks.layers import conjugate as ott_conjugate
 from ott.problems.linear import potentials as ott_potentials
 
-from ott_enot import conjugate, maps
-from ott_enot import costs as enot_costs
+from ott_enot import checkpoints, checks, conjugate, maps
 
 __all__ = ["ENOTPotentials"]
 
@@ -111,16 +110,11 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     return jax.vmap(self.model.cost_fn)(x, y_hat) - self._g_batch(y_hat)
 
   def _check_points(self, arr: Any, name: str) -> jnp.ndarray:
+    # a single point [d] is a batch of one; no NaN check (no host sync)
     arr = jnp.atleast_2d(jnp.asarray(arr))
-    dim = self.model.dim
-    if arr.ndim != 2 or arr.shape[-1] != dim:
-      raise ValueError(
-          f"`{name}` must have shape [n, {dim}] (or [{dim}]), got "
-          f"{tuple(arr.shape)}."
-      )
-    if self.model.on_sphere:
-      enot_costs.check_on_sphere(name, arr)
-    return arr
+    return checks.check_points(
+        name, arr, self.model.dim, self.model.domain, finite=False
+    )
 
   # ---- public API ----
 
@@ -306,7 +300,6 @@ class ENOTPotentials(ott_potentials.DualPotentials):
         without such a checkpoint).
     """
     if os.path.isdir(path):
-      from ott_enot import checkpoints  # pylint: disable=import-outside-toplevel
       params = checkpoints.read_params(path, kind, step)
       return self._with_params(params, f"checkpoint {os.fspath(path)!r}")
     with open(path, "rb") as fh:

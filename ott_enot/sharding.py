@@ -20,7 +20,7 @@ are drawn shard by shard: the data are replicated, each device draws and
 gathers only its rows of the batch (with ``jax_threefry_partitionable``, the
 default since JAX 0.5; the numbers are the same whatever the sharding). Batches from iterators are stacked
 on the host and placed with the batch axis split (``P(None, axes)`` for a
-window ``[W, n, d]``).
+chunk ``[L, n, d]``).
 
 Beyond one machine (not tested here): call ``jax.distributed.initialize()``
 in every process first, then build the mesh over all processes' devices
@@ -138,8 +138,9 @@ class DataParallel:
         ), tree
     )
 
-  def place_window(self, tree: Any) -> Any:
-    """Place stacked batches ``[W, n, d]`` with ``n`` split over the devices."""
+  def place_chunk(self, tree: Any) -> Any:
+    """Place a chunk's stacked batches ``[L, n, d]`` with ``n`` split over
+    the devices."""
     if self.mesh is None:
       return jax.device_put(tree)
     return jax.device_put(tree, self._sharding(None, self.mesh.axis_names))

@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ott_enot import metrics
+
 __all__ = [
     "FORMAT_VERSION",
     "PUBLISHED_DIMS",
@@ -278,8 +280,7 @@ class W2Pair(struct.PyTreeNode):
     fresh points of :math:`P`: :math:`100\,\mathbb{E}\|\hat T(x) -
     T^\star(x)\|^2 / \mathrm{var}_Q`."""
     x = self.sample_p(key, n)
-    err = jnp.sum((transport(x) - self.transport(x)) ** 2, axis=-1)
-    return 100.0 * jnp.mean(err) / self.var_q
+    return metrics.l2_uv(transport(x), self.transport(x), self.var_q)
 
   def l2uv_inverse(self, inverse: Callable[[jnp.ndarray], jnp.ndarray],
                    key: jax.Array, n: int = 2 ** 14) -> jnp.ndarray:
@@ -287,8 +288,7 @@ class W2Pair(struct.PyTreeNode):
     :math:`100\,\mathbb{E}_{x \sim P}\|\hat S(T^\star(x)) - x\|^2 /
     \mathrm{var}_P`."""
     x = self.sample_p(key, n)
-    err = jnp.sum((inverse(self.transport(x)) - x) ** 2, axis=-1)
-    return 100.0 * jnp.mean(err) / self.var_p
+    return metrics.l2_uv(inverse(self.transport(x)), x, self.var_p)
 
 
 def _batched(fn: Callable[[jnp.ndarray], Any], x: jnp.ndarray) -> Any:

@@ -46,7 +46,7 @@ make_solver, sampler = namespace["make_solver"], namespace["sampler"]
 
 
 def _params(solver):
-  return jax.tree.leaves((solver.state.state_f, solver.state.state_g))
+  return jax.tree.leaves(solver.state)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
       pots, logs = solver.fit(sampler, resume=True,
                               callback=lambda step, p: seen.append(step))
       assert min(seen) > meta_step, (seen, meta_step)  # it did resume
-      leaves = jax.tree.leaves((solver.state.state_f, solver.state.state_g))
+      leaves = jax.tree.leaves(solver.state)
       np.savez({str(tmp_path / "resumed.npz")!r}, meta_step=meta_step,
                w_dist=np.asarray(logs["valid_logs"]["w_dist"]),
                *[np.asarray(l) for l in leaves])

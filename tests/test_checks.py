@@ -2,6 +2,7 @@
 import itertools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -10,6 +11,7 @@ from ott.geometry import costs
 from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
+from ott_enot import loop
 
 
 @pytest.mark.parametrize(
@@ -61,21 +63,28 @@ def test_bad_constructor_arguments(kwargs, error, match):
     ott_enot.ExpectileNeuralDual(**kwargs)
 
 
+@pytest.fixture()
+def no_steps(monkeypatch):
+  """Training fails the test if a chunk of steps is dispatched (or compiled):
+  the errors below must come before anything runs."""
+
+  def never(*args, **kwargs):
+    raise AssertionError("a training step ran before the input was checked")
+
+  monkeypatch.setattr(loop, "_run_chunk", never)
+
+
 def _solver():
-  solver = ott_enot.ExpectileNeuralDual(
+  return ott_enot.ExpectileNeuralDual(
       2, ott_potentials.MLP(dim_hidden=[8, 1]),
       ott_potentials.MLP(dim_hidden=[8, 1]), num_train_iters=5, valid_freq=2,
       progress_bar=False
   )
 
-  class Never:
-    num_compiled = 0
 
-    def __call__(self, *args, **kwargs):
-      raise AssertionError("a training step ran before the input was checked")
-
-  solver._runner = lambda batch_fn: Never()
-  return solver
+def test_the_guard_catches_a_step(no_steps):
+  with pytest.raises(AssertionError, match="before the input was checked"):
+    _solver()(_ok(), _ok(), _ok(), _ok())
 
 
 def _ok(n=8):
@@ -91,14 +100,14 @@ def _bad(arr):
     ("batch", "error", "match"),
     [
         (np.ones((8, 3)), ValueError, r"shape \(8, 3\).*dim_data=2"),
-        (np.ones((8,)), ValueError, "batch"),
-        (np.ones((0, 2)), ValueError, "batch >= 1"),
+        (np.ones((8,)), ValueError, r"batch that has shape \(8,\).*\[n, 2\]"),
+        (np.ones((0, 2)), ValueError, r"shape \(0, 2\).*non-empty"),
         (np.array([[0.0, np.nan]] * 8), ValueError, "NaN or inf"),
         (np.array([[np.inf, 0.0]] * 8), ValueError, "NaN or inf"),
         (np.array([["a", "b"]] * 8), TypeError, "dtype"),
     ],
 )
-def test_bad_batches_name_the_loader(position, batch, error, match):
+def test_bad_batches_name_the_loader(no_steps, position, batch, error, match):
   names = ["trainloader_source", "trainloader_target", "validloader_source",
            "validloader_target"]
   loaders = [_ok(), _ok(), _ok(), _ok()]
@@ -107,12 +116,12 @@ def test_bad_batches_name_the_loader(position, batch, error, match):
     _solver()(*loaders)
 
 
-def test_unequal_batch_sizes():
+def test_unequal_batch_sizes(no_steps):
   with pytest.raises(ValueError, match="must be equal"):
     _solver()(_ok(8), _ok(6), _ok(), _ok())
 
 
-def test_empty_loader():
+def test_empty_loader(no_steps):
   with pytest.raises(ValueError, match="`trainloader_target` is empty"):
     _solver()(_ok(), iter([]), _ok(), _ok())
 
@@ -138,3 +147,17 @@ def test_nan_batch_later_in_training():
   src = iter([good, good, np.full((4, 2), np.nan, np.float32), good, good])
   with pytest.raises(ValueError, match="`trainloader_source`.*NaN"):
     solver(src, _ok(4), _ok(), _ok())
+
+
+def test_a_samplers_first_batch_is_checked(no_steps):
+  nan = lambda key: (jnp.full((8, 2), jnp.nan), jnp.ones((8, 2)))
+  with pytest.raises(ValueError, match="`sampler` yielded a batch.*NaN"):
+    _solver().fit(nan)
+  sphere = ott_enot.ExpectileNeuralDual(
+      3, cost_fn=ott_enot.SphereGeodesicSq(), num_train_iters=5,
+      progress_bar=False
+  )
+  off = lambda key: (2.0 * jax.random.normal(key, (8, 3)),
+                     jnp.tile(jnp.eye(3)[:1], (8, 1)))
+  with pytest.raises(ValueError, match="`sampler` has points off the unit"):
+    sphere.fit(off)

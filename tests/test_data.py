@@ -144,8 +144,10 @@ X = np.ones((10, 2), np.float32)
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"x": np.ones((0, 2))}, ValueError, "`x` must be a non-empty"),
-        ({"y": np.ones((5,))}, ValueError, "`y` must be a non-empty"),
+        ({"x": np.ones((0, 2))}, ValueError,
+         r"`x` has shape \(0, 2\).*non-empty array of shape \[n, d\]"),
+        ({"y": np.ones((5,))}, ValueError,
+         r"`y` has shape \(5,\).*non-empty array of shape \[n, d\]"),
         ({"y": np.ones((10, 3))}, ValueError, "same dimension"),
         ({"x": np.full((10, 2), np.nan)}, ValueError, "`x` contains NaN"),
         ({"y": np.full((10, 2), np.inf)}, ValueError, "`y` contains NaN or inf"),

@@ -8,7 +8,7 @@ from ott.geometry import costs
 from ott.neural.networks import icnn
 from ott.neural.networks import potentials as ott_potentials
 
-from ott_enot import maps
+from ott_enot import compat, maps
 
 
 class TestResolveParameterisation:
@@ -19,18 +19,19 @@ class TestResolveParameterisation:
           (costs.SqEuclidean(), {}, ("twist", True)),
           (costs.PNormP(1.5), {}, ("twist", True)),
           (costs.Euclidean(), {}, ("direct", False)),
-          (costs.SqEuclidean(), {"use_dot_product": True}, ("correlation", True)),
+          (costs.SqEuclidean(), {"parameterisation": "correlation"},
+           ("correlation", True)),
           # ott 0.5.1: is_bidirectional=False alone means the direct map
-          (costs.SqEuclidean(), {"is_bidirectional": False}, ("direct", False)),
-          (costs.Euclidean(), {"is_bidirectional": False}, ("direct", False)),
+          (costs.SqEuclidean(), {"bidirectional": False}, ("direct", False)),
+          (costs.Euclidean(), {"bidirectional": False}, ("direct", False)),
           (
               costs.SqEuclidean(),
-              {"parameterisation": "twist", "is_bidirectional": False},
+              {"parameterisation": "twist", "bidirectional": False},
               ("twist", False),
           ),
           (
               costs.SqEuclidean(),
-              {"use_dot_product": True, "is_bidirectional": False},
+              {"parameterisation": "correlation", "bidirectional": False},
               ("correlation", False),
           ),
       ],
@@ -39,37 +40,63 @@ class TestResolveParameterisation:
     assert maps.resolve_parameterisation(cost_fn, **kwargs) == expected
 
   @pytest.mark.parametrize(
-      ("kwargs", "expected"),
+      ("out", "kwargs", "expected"),
       [
           # a map-valued f network means the direct map
-          ({"f_outputs_map": True}, ("direct", False)),
+          (2, {}, ("direct", False)),
           # W2NeuralDual's back_and_forth=False with a potential network
-          ({"f_outputs_map": False, "is_bidirectional": False}, ("twist", False)),
-          ({"f_outputs_map": False}, ("twist", True)),
+          (1, {"bidirectional": False}, ("twist", False)),
+          (1, {}, ("twist", True)),
       ],
   )
-  def test_network_output_decides_when_unnamed(self, kwargs, expected):
-    assert maps.resolve_parameterisation(costs.SqEuclidean(), **kwargs) == expected
+  def test_network_output_decides_when_unnamed(self, out, kwargs, expected):
+    neural_f = ott_potentials.MLP(dim_hidden=[8, out])
+    assert maps.resolve_parameterisation(
+        costs.SqEuclidean(), neural_f=neural_f, dim=2, **kwargs
+    ) == expected
+
+  def test_one_dimensional_map_network_needs_bidirectional_false(self):
+    # in 1-D a potential and a map both output one number per point
+    neural_f = ott_potentials.MLP(dim_hidden=[8, 1])
+    assert maps.resolve_parameterisation(
+        costs.SqEuclidean(), neural_f=neural_f, dim=1
+    ) == ("twist", True)
+    assert maps.resolve_parameterisation(
+        costs.SqEuclidean(), neural_f=neural_f, dim=1, bidirectional=False
+    ) == ("direct", False)
 
   def test_correlation_needs_squared_euclidean(self):
     with pytest.raises(ValueError, match="SqEuclidean"):
-      maps.resolve_parameterisation(costs.PNormP(1.5), use_dot_product=True)
+      maps.resolve_parameterisation(
+          costs.PNormP(1.5), parameterisation="correlation"
+      )
 
   def test_bidirectional_needs_twist(self):
     with pytest.raises(ValueError, match="is_bidirectional=False"):
-      maps.resolve_parameterisation(costs.Euclidean(), is_bidirectional=True)
+      maps.resolve_parameterisation(costs.Euclidean(), bidirectional=True)
     with pytest.raises(ValueError, match="no invertible twist"):
       maps.resolve_parameterisation(costs.Euclidean(), parameterisation="twist")
-
-  def test_conflicting_keywords(self):
-    with pytest.raises(ValueError, match="use_dot_product"):
-      maps.resolve_parameterisation(
-          costs.SqEuclidean(), parameterisation="twist", use_dot_product=True
-      )
 
   def test_unknown_name(self):
     with pytest.raises(ValueError, match="parameterisation"):
       maps.resolve_parameterisation(costs.SqEuclidean(), parameterisation="x")
+
+
+class TestOttKeywords:
+  """ott 0.4.7-0.5.1's and W2NeuralDual's keywords, translated in compat."""
+
+  def test_use_dot_product_is_the_correlation_form(self):
+    assert compat._parameterisation(True, None) == "correlation"
+    assert compat._parameterisation(False, "twist") == "twist"
+    with pytest.raises(ValueError, match="use_dot_product"):
+      compat._parameterisation(True, "twist")
+
+  def test_three_names_of_one_option(self):
+    assert compat._direction(False, None, None) is False
+    assert compat._direction(None, True, True) is True
+    assert compat._direction(None, None, None) is None
+    with pytest.raises(ValueError, match="disagree"):
+      compat._direction(True, False, None)
 
 
 class TestCheckNetworks:

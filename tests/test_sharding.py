@@ -23,7 +23,7 @@ import json, os, re, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_compilation_cache_dir", os.environ["OTT_ENOT_TEST_JAX_CACHE"])
 import ott_enot
-from ott_enot import data, sources, training
+from ott_enot import data, feeds, loop
 from ott.neural.networks import potentials as P
 
 D, N, WIDTH, STEPS = {D}, {N}, {WIDTH}, {STEPS}
@@ -46,16 +46,16 @@ def solver(mesh, **kw):
 def report(s, pot, logs):
   params = {{
       net: [np.asarray(a).tolist() for a in jax.tree.leaves(p)]
-      for net, p in (("f", s.state.state_f.params),
-                     ("g", s.state.state_g.params))
+      for net, p in (("f", s.state.f.params),
+                     ("g", s.state.g.params))
   }}
   names = [jax.tree_util.keystr(k) for k, _ in
-           jax.tree_util.tree_flatten_with_path(s.state.state_f.params)[0]]
+           jax.tree_util.tree_flatten_with_path(s.state.f.params)[0]]
   return {{
       "params": params, "names": names, "logs": logs,
       "forward": np.asarray(pot.transport(x_test)).tolist(),
       "inverse": np.asarray(pot.transport(y_test, forward=False)).tolist(),
-      "param_sharding": str(s.state.state_f.params["Dense_0"]["kernel"].sharding),
+      "param_sharding": str(s.state.f.params["Dense_0"]["kernel"].sharding),
   }}
 
 # which thread traces the validation programs (the main thread only if the
@@ -78,33 +78,33 @@ out["restored"] = {{
     "step": meta["step"],
     "equal": all(bool(np.array_equal(u, v)) for u, v in zip(
         jax.tree.leaves(restored.state), jax.tree.leaves(s.state))),
-    "sharding": str(restored.state.state_f.params["Dense_0"]["kernel"].sharding),
+    "sharding": str(restored.state.f.params["Dense_0"]["kernel"].sharding),
 }}
 for name in ("none", "two"):
   s = solver(meshes[name])
   out["iter"][name] = report(s, *s(*stream.loaders(jax.random.key(5))))
 out["validation_traced_by"] = sorted(
     thread for fun, thread in traced
-    if fun in ("_validation_metrics", "_valid_batch"))
+    if fun in ("validation_metrics", "_valid_batch"))
 
 # the placed batches of the iterator path: [W, n, d] with n split
-feed = sources.IteratorFeed(stream.loaders(jax.random.key(5)), D, False)
+feed = feeds.IteratorFeed(stream.loaders(jax.random.key(5)), D)
 s = solver(meshes["two"])
 feed.prepare(s.loop_config().parallel, validation=True)
-window = feed.window(-49, range(0, 1), 50)
+placed = feed.batches(range(0, 1), -49, 50)
 out["placed"] = {{
-    "spec": str(window.xs.sharding.spec),
-    "shards": sorted([list(b.data.shape) for b in window.xs.addressable_shards]),
-    "devices": sorted(str(b.device) for b in window.xs.addressable_shards),
+    "spec": str(placed.xs.sharding.spec),
+    "shards": sorted([list(b.data.shape) for b in placed.xs.addressable_shards]),
+    "devices": sorted(str(b.device) for b in placed.xs.addressable_shards),
 }}
 
 # the compiled chunk of `fit` on 2 devices: per-device batch rows only
 config = s.loop_config()
 source = config.parallel.replicate(
-    sources.StreamBatches(stream, jax.random.key(1)))
+    feeds.StreamBatches(stream, jax.random.key(1)))
 state = config.parallel.replicate(s.state)
-hlo = training._run_chunk.lower(
-    state, source, 1, 1, 50, np.zeros((config.snapshots,), np.int32),
+hlo = loop._run_chunk.lower(
+    state, source, 1, 50, np.zeros((config.snapshots,), np.int32),
     config=config).compile().as_text()
 out["hlo"] = {{
     "half_rows": len(re.findall(rf"f32\\[{{N // 2}},{{WIDTH}}\\]", hlo)),
@@ -114,7 +114,7 @@ out["hlo"] = {{
 
 # batches that do not split over 2 devices: clear errors, nothing compiled
 errors = {{}}
-compiled = training.chunk_programs_compiled()
+compiled = loop.chunk_programs_compiled()
 odd = data.PointCloudStream.from_arrays(x, y, batch_size=N - 1)
 for what, run in (
     ("fit", lambda s: s.fit(odd)),
@@ -127,7 +127,7 @@ for what, run in (
   except ValueError as err:
     errors[what] = str(err)
 out["errors"] = errors
-out["compiled_by_errors"] = training.chunk_programs_compiled() - compiled
+out["compiled_by_errors"] = loop.chunk_programs_compiled() - compiled
 json.dump(out, sys.stdout)
 """
 
@@ -193,7 +193,7 @@ def test_runs_on_meshes_agree_with_one_device(report, path, other):
         b["logs"][part]["w_dist"], a["logs"][part]["w_dist"], rtol=1e-4,
         atol=1e-5
     )
-    for key, potential_when in (("loss_g", "forward"), ("loss_f", "backward")):
+    for key, potential_when in (("loss_g", "forward"), ("loss_f", "inverse")):
       for k, direction in enumerate(directions):
         u, v = a["logs"][part][key][k], b["logs"][part][key][k]
         tol = 1e-4 * abs(u) + 1e-5 if direction == potential_when else (

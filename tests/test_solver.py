@@ -5,10 +5,11 @@ import numpy as np
 import optax
 import pytest
 
-from ott.geometry import costs
+from ott.geometry import costs, pointcloud
 from ott.neural.methods import expectile_neural_dual as ott_enot_module
 from ott.neural.methods import neuraldual
 from ott.neural.networks import potentials as ott_potentials
+from ott.problems.linear import linear_problem
 
 import ott_enot
 from ott_enot import metrics
@@ -69,8 +70,8 @@ def test_step_matches_ott_expectile_neural_dual(cost_fn):
   )
   take = lambda st, p: st.replace(params=p, opt_state=st.tx.init(p))
   state = ours.state.replace(
-      state_f=take(ours.state.state_f, theirs.state_f.params["model"]),
-      state_g=take(ours.state.state_g, theirs.state_g.params["model"]),
+      f=take(ours.state.f, theirs.state_f.params["model"]),
+      g=take(ours.state.g, theirs.state_g.params["model"]),
   )
   sf, sg = theirs.state_f, theirs.state_g
   for k in range(4):
@@ -80,13 +81,14 @@ def test_step_matches_ott_expectile_neural_dual(cost_fn):
       sf, sg, loss, lf, lg, w = theirs.train_step(sf, sg, {"source": x, "target": y})
     else:
       sg, sf, loss, lg, lf, w = theirs.train_step(sg, sf, {"source": y, "target": x})
-    state, m = ours.step_fns[k % 2 == 0](state, x, y, np.int32(k))
+    state, m = ours.step_fns[k % 2 == 0](state, x, y)
     np.testing.assert_allclose(
         [m.loss, m.loss_f, m.loss_g, m.w_dist], [loss, lf, lg, w],
         rtol=1e-4, atol=1e-5
     )
-  for mine, ref in ((state.state_f.params, sf.params["model"]),
-                    (state.state_g.params, sg.params["model"])):
+  assert int(state.step) == 4
+  for mine, ref in ((state.f.params, sf.params["model"]),
+                    (state.g.params, sg.params["model"])):
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(ref)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -120,7 +122,7 @@ class TestSolverInterface:
     )
     _, logs = solver(*pair2.loaders(batch=32))
     assert logs["train_logs"]["directions"] == [
-        "forward", "backward", "forward", "backward"
+        "forward", "inverse", "forward", "inverse"
     ]
 
   def test_same_seed_same_result(self, pair2):
@@ -166,5 +168,56 @@ def test_divergence_stops_with_last_good_state(pair2):
   for leaf in jax.tree.leaves(solver.state):
     assert jnp.all(jnp.isfinite(leaf))
   # the solver holds the state after the last good step (5 updates: 0..4)
-  assert int(solver.state_g.step) == 5
+  assert int(solver.state.step) == 5
   np.testing.assert_array_equal(solver.to_dual_potentials().transport(x), good.transport(x))
+
+
+def test_fit_two_arrays_as_their_point_cloud_does():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 2)).astype(np.float32)
+  y = (rng.normal(size=(240, 2)) * 0.5 + 2.0).astype(np.float32)
+  b = rng.uniform(size=240)
+  b = (b / b.sum()).astype(np.float32)  # as LinearProblem stores it
+
+  def trained(*args, **kwargs):
+    solver = ott_enot.ExpectileNeuralDual(
+        2, _mlp(1, 16), _mlp(1, 16), num_train_iters=12, chunk_size=6,
+        progress_bar=False, rng=jax.random.key(0)
+    )
+    pot = solver.fit(*args, batch_size=32, rng=jax.random.key(1), **kwargs)
+    return np.asarray(pot.transport(x[:16]))
+
+  np.testing.assert_array_equal(
+      trained(x, y), trained(pointcloud.PointCloud(x, y))
+  )
+  np.testing.assert_array_equal(
+      trained(x, y, b=b),
+      trained(linear_problem.LinearProblem(pointcloud.PointCloud(x, y), b=b))
+  )
+  assert not np.array_equal(trained(x, y, b=b), trained(x, y))
+  with pytest.raises(ValueError, match="fit\\(x, y, a="):
+    trained(pointcloud.PointCloud(x, y), a=np.ones(300) / 300)
+
+
+def test_state_f_and_state_g_are_ott_train_states(pair2):
+  solver = ott_enot.ExpectileNeuralDual(
+      2, _mlp(1, 16), _mlp(1, 16), num_train_iters=4, progress_bar=False
+  )
+  pot = solver(*pair2.loaders(batch=32))
+  x, y = pair2.x_test[:8], pair2.y_test[:8]
+  sf, sg = solver.state_f, solver.state_g
+  assert isinstance(sf, ott_potentials.PotentialTrainState)
+  assert int(sf.step) == int(sg.step) == 4
+  forward = jax.vmap(sf.potential_gradient_fn(sf.params))(x)
+  inverse = jax.vmap(sg.potential_gradient_fn(sg.params))(y)
+  np.testing.assert_allclose(forward, pot.transport(x), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(inverse, pot.transport(y, forward=False),
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+      jax.vmap(sg.potential_value_fn(sg.params))(y), pot._g_batch(y),
+      rtol=1e-6, atol=1e-6)
+  # assigning a state sets the solver's parameters
+  zero = jax.tree.map(jnp.zeros_like, sf.params)
+  solver.state_f = sf.replace(params=zero)
+  assert all(np.all(np.asarray(l) == 0) for l in
+             jax.tree.leaves(solver.state.f.params))

@@ -1,4 +1,4 @@
-"""The fused training loop: windows, one program per run, nothing lost."""
+"""The fused training loop: chunks, one program per run, nothing lost."""
 import itertools
 import subprocess
 import sys
@@ -14,7 +14,7 @@ from ott.geometry import pointcloud
 from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
-from ott_enot import sources, training
+from ott_enot import feeds, loop, step as step_lib
 
 
 def _solver(**kw):
@@ -37,51 +37,55 @@ def _close(a, b, rtol=1e-5, atol=1e-6):
 
 
 @pytest.mark.parametrize("num", [0, 1, 2, 7, 12, 13, 40])
-@pytest.mark.parametrize(("window", "chunk"), [(1, 1), (2, 2), (2, 1), (6, 6),
+@pytest.mark.parametrize(("length", "chunk"), [(1, 1), (2, 2), (2, 1), (6, 6),
                                                (6, 5)])
-def test_windows_partition_the_run(num, window, chunk):
-  wins = training.windows(num, window, chunk)
-  # every step once, in order, each inside its window
-  assert [s for w in wins for s in range(w.lo, w.hi + 1)] == list(range(num))
-  for w in wins:
-    assert w.first <= w.lo <= w.hi <= w.first + window - 1
-    assert (w.first - 1) % window == 0
-  # chunks end at step 0, the multiples of `chunk` and `window`, the last step
-  ends = {0, num - 1} | set(range(chunk, num, chunk)) | set(range(window, num, window))
-  assert [w.hi for w in wins] == (sorted(ends) if num else [])
+def test_chunks_partition_the_run(num, length, chunk):
+  chunks = loop.plan_chunks(num, length, chunk)
+  # every step once, in order, each inside its scan
+  assert [s for c in chunks for s in c.steps] == list(range(num))
+  for c in chunks:
+    assert c.first <= c.lo <= c.hi <= c.first + length - 1
+    assert (c.first - 1) % length == 0
+  # chunks end at step 0, the multiples of `chunk` and `length`, the last step
+  ends = {0, num - 1} | set(range(chunk, num, chunk)) | set(range(length, num, length))
+  assert [c.hi for c in chunks] == (sorted(ends) if num else [])
+  # a resumed run gets the same chunks from its first step on
+  for start in range(num):
+    resumed = loop.plan_chunks(num, length, chunk, start)
+    assert [c.hi for c in resumed] == [c.hi for c in chunks if c.hi >= start]
+    assert [s for c in resumed for s in c.steps] == list(range(start, num))
 
 
 @pytest.mark.parametrize(
-    ("chunk", "bidirectional", "valid", "window", "snapshots"),
+    ("chunk", "bidirectional", "valid", "length", "snapshots"),
     [(100, True, 1000, 100, 0), (99, True, 1000, 100, 0), (1, True, 7, 2, 1),
      (7, False, 7, 7, 0), (6, True, 4, 6, 2), (8, True, 4, 8, 1),
      (100, True, 250, 100, 1)],
 )
-def test_loop_config(chunk, bidirectional, valid, window, snapshots):
-  config = training.LoopConfig.create(
-      model=None, expectile=0.9, expectile_loss_coef=1.0,
-      bidirectional=bidirectional, chunk_size=chunk, valid_freq=valid,
-      backend="gpu",
+def test_loop_config(chunk, bidirectional, valid, length, snapshots):
+  step = step_lib.StepConfig(None, 0.9, 1.0)
+  config = loop.LoopConfig.create(
+      step=step, bidirectional=bidirectional, chunk_size=chunk,
+      valid_freq=valid, backend="gpu",
   )
-  assert (config.window, config.snapshots) == (window, snapshots)
+  assert (config.chunk_length, config.snapshots) == (length, snapshots)
   assert config.chunk_size == chunk
   assert not config.skip_masked
-  # snapshots suffice: no window holds more validation steps before its end
-  for w in training.windows(20 * window + 3, window):
-    inner = [s for s in range(max(w.lo, 1), w.hi) if s % valid == 0]
+  # snapshots suffice: no chunk holds more validation steps before its end
+  for c in loop.plan_chunks(20 * length + 3, length):
+    inner = [s for s in range(max(c.lo, 1), c.hi) if s % valid == 0]
     assert len(inner) <= snapshots
-  assert hash(config) == hash(training.LoopConfig.create(
-      model=None, expectile=0.9, expectile_loss_coef=1.0,
-      bidirectional=bidirectional, chunk_size=chunk, valid_freq=valid,
-      backend="gpu"))
+  assert hash(config) == hash(loop.LoopConfig.create(
+      step=step_lib.StepConfig(None, 0.9, 1.0), bidirectional=bidirectional,
+      chunk_size=chunk, valid_freq=valid, backend="gpu"))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_windows_equal_step_by_step(pair2, bidirectional):
-  """Same seed and batches: windowed training == ott's one-step-at-a-time loop.
+def test_chunks_equal_step_by_step(pair2, bidirectional):
+  """Same seed and batches: chunked training == ott's one-step-at-a-time loop.
 
   Tolerance: the scan may reorder float32 reductions; 15 steps stay within
-  rtol 1e-5. Validation (every 4 steps, snapshots inside windows of 6) sees
+  rtol 1e-5. Validation (every 4 steps, snapshots inside chunks of 6) sees
   the parameters after exactly the steps ott validates after.
   """
   solver = _solver(chunk_size=6, valid_freq=4, logging=True, log_freq=3,
@@ -92,19 +96,19 @@ def test_windows_equal_step_by_step(pair2, bidirectional):
   # the same steps, one jitted step at a time
   train_x, train_y, valid_x, valid_y = pair2.loaders(batch=32, seed=5)
   state, rows, valid_rows = reference, [], []
-  config = solver.loop_config()
+  config = solver.step_config()
   for k in range(15):
-    forward = bool(training.is_forward(k, bidirectional))
-    state, m = solver.step_fns[forward](state, next(train_x), next(train_y), k)
+    forward = bool(step_lib.is_forward(k, bidirectional))
+    state, m = solver.step_fns[forward](state, next(train_x), next(train_y))
     if k % 3 == 0:
       rows.append((float(m.loss_f), float(m.loss_g), float(m.w_dist)))
     if k and k % 4 == 0:
-      v = training.enot_metrics(state, next(valid_x), next(valid_y),
-                                **config.step_kwargs)
+      v = step_lib.validation_metrics(*state.params, next(valid_x),
+                                      next(valid_y), config=config)
       valid_rows.append((float(v.loss_f), float(v.loss_g), float(v.w_dist)))
   _close(solver.state, state)
   assert logs["train_logs"]["directions"] == [
-      "forward" if training.is_forward(k, bidirectional) else "backward"
+      "forward" if step_lib.is_forward(k, bidirectional) else "inverse"
       for k in range(0, 15, 3)
   ]
   got = np.stack([logs["train_logs"][k] for k in ("loss_f", "loss_g", "w_dist")], 1)
@@ -113,11 +117,11 @@ def test_windows_equal_step_by_step(pair2, bidirectional):
   np.testing.assert_allclose(got, valid_rows, rtol=1e-5, atol=1e-5)
 
 
-def test_callbacks_fire_at_window_ends(pair2):
+def test_callbacks_fire_at_chunk_ends(pair2):
   calls = []
   solver = _solver(chunk_size=5, valid_freq=4, num_train_iters=17)
   solver(*pair2.loaders(batch=16), callback=lambda k, p: calls.append(k))
-  # windows of 6 (5 rounded up to even for the backward/forward pairs),
+  # scans of 6 (5 rounded up to even for the inverse/forward pairs),
   # split at the multiples of 5
   assert calls == [0, 5, 6, 10, 12, 15, 16]
 
@@ -172,7 +176,7 @@ def test_one_program_per_run_whatever_the_schedule():
       2, mlp(), mlp(), num_train_iters=2500, valid_freq=1000, log_freq=7,
       logging=True, progress_bar=False, chunk_size=100,
   )
-  before = training.chunk_programs_compiled()
+  before = loop.chunk_programs_compiled()
   traced = []
   names, listener = _count_compiles(traced)
   try:
@@ -185,12 +189,12 @@ def test_one_program_per_run_whatever_the_schedule():
     second_run = list(names)
   finally:
     monitoring.unregister_event_duration_listener(listener)
-  assert training.chunk_programs_compiled() == before + 1
+  assert loop.chunk_programs_compiled() == before + 1
   assert [n for n in first_run if "run_chunk" in n] == ["jit(run_chunk)"]
   # the rest: validation metrics and the state copies, each compiled once
   assert len(first_run) <= 4, first_run
   # traced once (both runs), on the background thread
-  assert [thread for fun, thread in traced if fun == "_validation_metrics"
+  assert [thread for fun, thread in traced if fun == "validation_metrics"
          ] == ["ott_enot-compile-validation"]
   assert second_run == []
   assert calls == [0] + list(range(100, 2500, 100)) + [2499]
@@ -231,10 +235,11 @@ def _interrupt(batch):
     ],
 )
 def test_errors_keep_the_last_completed_chunk(pair2, case, error, done):
-  """Windows of 10: [-9, 0], [1, 10], [11, 20], [21, 30], ... The failure
-  hits while the third window's batches are prepared (or at the callback
+  """Chunks of 10: [-9, 0], [1, 10], [11, 20], [21, 30], ... The failure
+  hits while the third chunk's batches are prepared (or at the callback
   after step 10): the solver holds the state after the last completed
-  window, builds finite potentials and trains on."""
+  chunk (its step counter says how many steps were applied), builds finite
+  potentials and trains on: a new run, whose counter starts at 0."""
   solver = _solver(chunk_size=10, num_train_iters=40)
   loaders = list(pair2.loaders(batch=16))
   callback = None
@@ -253,15 +258,15 @@ def test_errors_keep_the_last_completed_chunk(pair2, case, error, done):
     assert "NaN" in str(err.value)
   if case == "loader_runs_out":
     assert "ran out" in str(err.value)
-  assert int(solver.state_f.step) == done
-  assert int(solver.state_g.step) == done
+  assert int(solver.state.step) == done
+  assert int(solver.state_f.step) == int(solver.state_g.step) == done
   x = pair2.x_test[:8]
   assert np.all(np.isfinite(solver.to_dual_potentials().transport(x)))
   blob = solver.to_dual_potentials().to_bytes()  # can be saved
   assert len(blob) > 0
   solver.num_train_iters = 5  # and trained on
   pot = solver(*pair2.loaders(batch=16, seed=21))
-  assert int(solver.state_f.step) == done + 5
+  assert int(solver.state.step) == 5
   assert np.all(np.isfinite(pot.transport(x)))
 
 
@@ -283,7 +288,7 @@ def test_divergence_stops_with_the_last_good_state(pair2):
   with pytest.raises(ott_enot.TrainingDivergedError) as err:
     solver(*pair2.loaders(batch=16))
   assert err.value.step == 7
-  assert int(solver.state_g.step) == 7
+  assert int(solver.state.step) == 7 and bool(solver.state.diverged)
   # logs up to the failure
   assert len(err.value.logs["train_logs"]["loss_f"]) == 4  # steps 0, 2, 4, 6
   assert all(jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(solver.state))
@@ -291,23 +296,27 @@ def test_divergence_stops_with_the_last_good_state(pair2):
   np.testing.assert_array_equal(err.value.potentials.transport(x),
                                 solver.to_dual_potentials().transport(x))
   # a new call is a new run from the last good state (the marker is reset):
-  # this optimiser still gives NaN, so it stops at its first step
+  # this optimiser still gives NaN, so it stops at its first step, applying
+  # nothing
+  good = [np.asarray(l) for l in jax.tree.leaves(solver.state.params)]
   solver.num_train_iters = 3
   with pytest.raises(ott_enot.TrainingDivergedError) as again:
     solver(*pair2.loaders(batch=16))
   assert again.value.step == 0
-  assert int(solver.state_g.step) == 7
+  assert int(solver.state.step) == 0 and bool(solver.state.diverged)
+  for a, b in zip(good, jax.tree.leaves(solver.state.params), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 _DEFERRED_CTRL_C = """
 import os, signal
-from ott_enot import training
+from ott_enot import loop
 # as in an interactive interpreter (a parent such as a pytest-xdist worker may
 # pass SIGINT on ignored, and then Python installs no handler at start-up)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 reached = False
 try:
-  with training._interrupts_deferred():
+  with loop._interrupts_deferred():
     os.kill(os.getpid(), signal.SIGINT)
     reached = True  # the interrupt waits for the end of the block
 except KeyboardInterrupt:
@@ -325,7 +334,7 @@ def test_ctrl_c_is_deferred_while_a_chunk_is_dispatched():
 
 
 # ---------------------------------------------------------------------------
-# Batch sources
+# Feeds
 # ---------------------------------------------------------------------------
 
 
@@ -359,30 +368,30 @@ def test_fit_with_a_pure_sampler_reuses_its_program():
   finally:
     monitoring.unregister_event_duration_listener(listener)
   # the validation sampler and metrics compiled while the steps ran
-  for name in ("_valid_batch", "_validation_metrics"):
+  for name in ("_valid_batch", "validation_metrics"):
     assert [thread for fun, thread in traced if fun == name
            ] == ["ott_enot-compile-validation"], traced
   x = jax.random.normal(jax.random.key(3), (256, 2))
   # the map moves the mean towards (2, 2): from 2.83 away to 1.97 measured
   assert float(jnp.linalg.norm(pot.transport(x).mean(0) - 2.0)) < 2.4
-  compiled = training.chunk_programs_compiled()
+  compiled = loop.chunk_programs_compiled()
   again = _solver(num_train_iters=301, chunk_size=50, valid_freq=100)
   again.state = jax.tree.map(jnp.copy, solver.state)
   again.fit(sampler, rng=jax.random.key(1))
   solver.fit(sampler, rng=jax.random.key(1))  # same solver, same sampler
-  assert training.chunk_programs_compiled() == compiled + 1  # `again` only
+  assert loop.chunk_programs_compiled() == compiled + 1  # `again` only
   np.testing.assert_array_equal(again.to_dual_potentials().transport(x),
                                 solver.to_dual_potentials().transport(x))
 
 
-def test_sources_are_pytrees_whose_type_carries_the_sampling():
+def test_chunk_batches_are_pytrees_whose_type_carries_the_sampling():
   sampler = lambda key: (jnp.zeros((4, 2)), jnp.ones((4, 2)))
-  a = sources.SamplerBatches(jax.random.key(0), sampler)
-  b = sources.SamplerBatches(jax.random.key(1), sampler)
-  c = sources.SamplerBatches(jax.random.key(1), lambda key: sampler(key))
+  a = feeds.SamplerBatches(jax.random.key(0), sampler)
+  b = feeds.SamplerBatches(jax.random.key(1), sampler)
+  c = feeds.SamplerBatches(jax.random.key(1), lambda key: sampler(key))
   assert jax.tree.structure(a) == jax.tree.structure(b)
   assert jax.tree.structure(a) != jax.tree.structure(c)
-  stacked = sources.StackedBatches(jnp.arange(6.).reshape(3, 1, 2),
+  stacked = feeds.StackedBatches(jnp.arange(6.).reshape(3, 1, 2),
                                    -jnp.arange(6.).reshape(3, 1, 2))
   x, y = stacked.train_batch(2, 99)
   np.testing.assert_array_equal(x, [[4., 5.]])

@@ -1,12 +1,12 @@
-r"""Where training batches come from: one pytree type, two host-side feeds.
+r"""Feeds: where the loop's batches come from.
 
-Inside the compiled chunk of steps (:func:`ott_enot.training.run_chunk`) the
-batches come from a :class:`BatchSource`, a pytree whose *type* carries the
-sampling code and whose leaves carry the data, so that ``jax.jit`` caches the
-chunk program by type and structure:
+Inside the compiled chunk (:func:`ott_enot.loop.run_chunk`) the batches come
+from a :class:`ChunkBatches`, a pytree whose *type* carries the sampling code
+and whose leaves carry the data, so that ``jax.jit`` caches the chunk program
+by type and structure:
 
-- :class:`StackedBatches`: batches the host stacked for a window of steps,
-  ``xs[W, n, d]``, ``ys[W, n, d]``; position ``i`` of the window is step
+- :class:`StackedBatches`: batches the host stacked for a chunk,
+  ``xs[L, n, d]``, ``ys[L, n, d]``; position ``i`` of the scan is step
   ``first + i``.
 - :class:`StreamBatches`: batches sampled on the device from a
   :class:`~ott_enot.data.PointCloudStream` and a key, step ``k`` using the
@@ -15,12 +15,13 @@ chunk program by type and structure:
   ``sampler(key) -> (x[n, d], y[n, d])`` (a static field: the function is
   part of the type), step ``k`` using ``fold_in(fold_in(key, 0), k)``.
 
-On the host a feed hands the loop one source per window and the validation
-batches: :class:`DeviceFeed` returns its on-device source every time;
+On the host a *feed* (the :class:`~ott_enot.loop.Feed` protocol) hands the
+loop each chunk's batches and the validation batches: :class:`DeviceFeed`
+returns its on-device batches every time (a sampler, drawing on the device);
 :class:`IteratorFeed` pulls, checks and stacks batches from the user's four
-iterators. :meth:`DeviceFeed.prepare` / :meth:`IteratorFeed.prepare` check the
-first batches and decide where the arrays live: with a
-:class:`~ott_enot.sharding.DataParallel` mesh, on-device sources are
+*loaders* (ott's iterators). ``prepare`` checks the first batches before
+anything compiles and decides where the arrays live: with a
+:class:`~ott_enot.sharding.DataParallel` mesh, on-device batches are
 replicated and stacked batches are split along their batch axis.
 """
 import itertools
@@ -37,7 +38,7 @@ from ott_enot import data as data_lib
 from ott_enot import sharding
 
 __all__ = [
-    "BatchSource",
+    "ChunkBatches",
     "StackedBatches",
     "StreamBatches",
     "SamplerBatches",
@@ -48,22 +49,22 @@ __all__ = [
 Batch = Tuple[jnp.ndarray, jnp.ndarray]
 
 
-class BatchSource(struct.PyTreeNode):
-  """Batches of one window of steps, as seen inside the compiled chunk."""
+class ChunkBatches(struct.PyTreeNode):
+  """The batches of one chunk, as seen inside the compiled chunk program."""
 
   def train_batch(self, i: jnp.ndarray, step: jnp.ndarray) -> Batch:
-    """``(x[n, d], y[n, d])`` for position ``i`` of the window, global ``step``."""
+    """``(x[n, d], y[n, d])`` for position ``i`` of the scan, run ``step``."""
     raise NotImplementedError
 
   def valid_batch(self, count: jnp.ndarray) -> Batch:
-    """The ``count``-th validation pair (on-device sources only)."""
+    """The ``count``-th validation batch (on-device batches only)."""
     raise NotImplementedError(
         f"{type(self).__name__} has no on-device validation batches."
     )
 
 
-class StackedBatches(BatchSource):
-  """Host batches stacked for a window: ``xs[W, n, d]``, ``ys[W, n, d]``."""
+class StackedBatches(ChunkBatches):
+  """Host batches stacked for a chunk: ``xs[L, n, d]``, ``ys[L, n, d]``."""
   xs: jnp.ndarray
   ys: jnp.ndarray
 
@@ -72,7 +73,7 @@ class StackedBatches(BatchSource):
     return self.xs[i], self.ys[i]
 
 
-class StreamBatches(BatchSource):
+class StreamBatches(ChunkBatches):
   """Batches sampled on the device from a :class:`~ott_enot.PointCloudStream`.
 
   Step ``k`` gets ``stream.sample_step(key, k)``, the ``k``-th batches of
@@ -90,7 +91,7 @@ class StreamBatches(BatchSource):
     return self.stream.sample_step(self.key, count, valid=True)
 
 
-class SamplerBatches(BatchSource):
+class SamplerBatches(ChunkBatches):
   """Batches from a pure ``sampler(key) -> (x[n, d], y[n, d])`` on the device.
 
   Step ``k`` uses ``fold_in(fold_in(key, 0), k)``, validation ``count`` uses
@@ -113,89 +114,111 @@ class SamplerBatches(BatchSource):
 
 
 @jax.jit
-def _valid_batch(source: BatchSource, count: jnp.ndarray) -> Batch:
-  return source.valid_batch(count)
+def _valid_batch(batches: ChunkBatches, count: jnp.ndarray) -> Batch:
+  return batches.valid_batch(count)
+
+
+@jax.jit
+def _first_batch(batches: ChunkBatches) -> Batch:
+  return batches.train_batch(jnp.int32(0), jnp.int32(0))
 
 
 class DeviceFeed:
-  """Feed of an on-device :class:`BatchSource` (the same for every window).
+  """Feed of on-device :class:`ChunkBatches` (the same for every chunk).
 
   Args:
-    source: A :class:`StreamBatches` or :class:`SamplerBatches`.
+    batches: A :class:`StreamBatches` or :class:`SamplerBatches`.
+    dim: Dimension of the points.
+    domain: ``"euclidean"`` or ``"sphere"``.
     batch_name: What sets the batch size, for error messages.
+    check_sampler: Draw the sampler's first batch and check its points
+      (a stream's points were checked when it was built).
   """
 
-  def __init__(self, source: BatchSource, batch_name: str = "`batch_size`"):
-    self.source = source
+  def __init__(self, batches: ChunkBatches, dim: int,
+               domain: str = "euclidean", *, batch_name: str = "`batch_size`",
+               check_sampler: bool = False):
+    self.source = batches
+    self.dim, self.domain = dim, domain
     self.batch_name = batch_name
+    self.check_sampler = check_sampler
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
-    """Check the batch size splits over the devices; replicate the source.
-
-    The data were checked when the source was built.
+    """Check that the batch splits over the devices (and, for a sampler,
+    its first batch's points); replicate the batches.
 
     Raises:
-      ValueError: if the batch does not split over ``parallel``'s devices.
+      ValueError: for NaN/inf or off-sphere points in a sampler's first
+        batch, or a batch that does not split over ``parallel``'s devices.
     """
     del validation
-    x, _ = jax.eval_shape(
-        self.source.train_batch, jnp.int32(0), jnp.int32(0)
-    )
+    x, _ = jax.eval_shape(_first_batch, self.source)
+    if self.check_sampler:
+      for arr in _first_batch(self.source):
+        checks.check_points("sampler", arr, self.dim, self.domain,
+                            source="yielded")
     parallel.check_batch_size(x.shape[0], self.batch_name)
     self.source = parallel.replicate(self.source)
 
-  def compile_valid(self, parallel: sharding.DataParallel) -> Batch:
-    """Compile the validation sampler ahead of time (call after
-    :meth:`prepare`); returns the abstract validation pair."""
+  def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
+    """Compile the validation sampling ahead of time (after :meth:`prepare`);
+    the abstract validation batch."""
     count = jax.ShapeDtypeStruct((), jnp.int32)
     _valid_batch.lower(self.source, count).compile()
     return parallel.replicated_like(
         jax.eval_shape(self.source.valid_batch, count)
     )
 
-  def window(self, first: int, steps: Sequence[int], size: int) -> BatchSource:
-    """The source for a window; sampling happens inside the chunk."""
-    del first, steps, size
+  def batches(self, steps: Sequence[int], first: int,
+              length: int) -> ChunkBatches:
+    """The on-device batches; sampling happens inside the chunk."""
+    del steps, first, length
     return self.source
 
-  def valid(self, count: int) -> Batch:
-    """The ``count``-th validation pair, sampled on the device."""
+  def valid_batch(self, count: int) -> Batch:
+    """The ``count``-th validation batch, sampled on the device."""
     return _valid_batch(self.source, jnp.asarray(count, jnp.int32))
 
 
 class IteratorFeed:
-  """Batches from the user's four iterators, checked and stacked per window.
+  """Batches from the user's four loaders, checked and stacked per chunk.
 
   Training step ``k`` takes the next batch of ``trainloader_source`` and of
   ``trainloader_target`` (as ott does); every validation takes the next of
-  the two validation iterators. Batches are checked on the host (shape,
-  NaN/inf, unit norm on the sphere) before they reach the device.
+  the two validation loaders. Batches are checked on the host
+  (:func:`~ott_enot.checks.check_points`: shape, NaN/inf, unit norm on the
+  sphere) before they reach the device.
 
   Args:
     loaders: ``(trainloader_source, trainloader_target, validloader_source,
       validloader_target)``.
     dim: Dimension of the points.
-    on_sphere: Check that points are unit vectors.
+    domain: ``"euclidean"`` or ``"sphere"``.
   """
 
   names = ("trainloader_source", "trainloader_target", "validloader_source",
            "validloader_target")
 
   def __init__(self, loaders: Sequence[Iterator[Any]], dim: int,
-               on_sphere: bool):
+               domain: str = "euclidean"):
     self.iters = [iter(it) for it in loaders]
     self.dim = dim
-    self.on_sphere = on_sphere
+    self.domain = domain
     self.parallel = sharding.DataParallel()
     self._valid_avals = ()
 
+  def _check(self, j: int, batch: Any) -> np.ndarray:
+    return checks.check_points(
+        self.names[j], batch, self.dim, self.domain, source="yielded"
+    )
+
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check the first batches (training, and validation if it will run);
-    stack later windows with the batch axis split over ``parallel``'s devices.
+    stack later chunks with the batch axis split over ``parallel``'s devices.
 
     Raises:
-      ValueError: naming the iterator, for an empty iterator, a bad batch or
-        a training batch that does not split over the devices, before
+      ValueError: naming the loader, for an empty loader, a bad batch or a
+        training batch that does not split over the devices, before
         anything compiles.
     """
     self._valid_avals = ()
@@ -206,8 +229,7 @@ class IteratorFeed:
         raise ValueError(
             f"`{self.names[j]}` is empty: it must yield batches."
         ) from None
-      first = checks.check_batch(self.names[j], first, self.dim,
-                                 self.on_sphere)
+      first = self._check(j, first)
       if j < 2:
         parallel.check_batch_size(
             first.shape[0], f"The batch size of `{self.names[j]}`"
@@ -217,57 +239,56 @@ class IteratorFeed:
       self.iters[j] = itertools.chain([first], self.iters[j])
     self.parallel = parallel
 
-  def compile_valid(self, parallel: sharding.DataParallel) -> Batch:
-    """The abstract validation pair (nothing to compile: batches come from
+  def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
+    """The abstract validation batch (nothing to compile: batches come from
     the host); call after :meth:`prepare` with ``validation=True``."""
     return parallel.replicated_like(self._valid_avals)
 
   def _pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
-    names = (self.names[a], self.names[b])
     try:
       x, y = next(self.iters[a]), next(self.iters[b])
     except StopIteration:
       raise ValueError(
-          f"`{names[0]}` or `{names[1]}` ran out of batches; pass iterators "
-          f"that yield at least as many batches as `num_train_iters` needs "
-          f"(e.g. infinite generators). The solver keeps the state of the "
-          f"last completed chunk of steps."
+          f"`{self.names[a]}` or `{self.names[b]}` ran out of batches; pass "
+          f"iterators that yield at least as many batches as "
+          f"`num_train_iters` needs (e.g. infinite generators). The solver "
+          f"keeps the state of the last completed chunk of steps."
       ) from None
-    x = np.asarray(checks.check_batch(names[0], x, self.dim, self.on_sphere))
-    y = np.asarray(checks.check_batch(names[1], y, self.dim, self.on_sphere))
+    x, y = np.asarray(self._check(a, x)), np.asarray(self._check(b, y))
     if x.shape[0] != y.shape[0]:
       raise ValueError(
-          f"`{names[0]}` and `{names[1]}` yielded batches of {x.shape[0]} and "
-          f"{y.shape[0]} points: ENOT pairs them, so they must be equal."
+          f"`{self.names[a]}` and `{self.names[b]}` yielded batches of "
+          f"{x.shape[0]} and {y.shape[0]} points: ENOT pairs them, so they "
+          f"must be equal."
       )
     return x, y
 
-  def window(self, first: int, steps: Sequence[int],
-             size: int) -> StackedBatches:
-    """Stack the batches of ``steps`` (consecutive) at their window positions.
+  def batches(self, steps: Sequence[int], first: int,
+              length: int) -> StackedBatches:
+    """Stack the batches of ``steps`` (consecutive) at their scan positions.
 
-    Positions of the window outside ``steps`` are masked in the chunk; they
+    Positions of the scan outside ``steps`` are masked in the chunk; they
     repeat a real batch so that every position holds valid points.
 
     Raises:
-      ValueError: for a bad batch or an exhausted iterator, naming it.
+      ValueError: for a bad batch or an exhausted loader, naming it.
     """
     pairs = [self._pair(0, 1) for _ in steps]
     shape = pairs[0][0].shape
     if any(p[k].shape != shape for p in pairs for k in (0, 1)):
       raise ValueError(
-          "The training iterators must yield batches of one fixed size; got "
+          "The training loaders must yield batches of one fixed size; got "
           f"sizes {sorted({p[k].shape[0] for p in pairs for k in (0, 1)})}."
       )
     offset = steps[0] - first
-    xs = np.empty((size,) + shape, np.result_type(*(p[0] for p in pairs)))
-    ys = np.empty((size,) + shape, np.result_type(*(p[1] for p in pairs)))
-    for i in range(size):
+    xs = np.empty((length,) + shape, np.result_type(*(p[0] for p in pairs)))
+    ys = np.empty((length,) + shape, np.result_type(*(p[1] for p in pairs)))
+    for i in range(length):
       j = min(max(i - offset, 0), len(pairs) - 1)
       xs[i], ys[i] = pairs[j]
-    return self.parallel.place_window(StackedBatches(xs, ys))
+    return self.parallel.place_chunk(StackedBatches(xs, ys))
 
-  def valid(self, count: int) -> Batch:
-    """The next validation pair (on all devices with a mesh)."""
+  def valid_batch(self, count: int) -> Batch:
+    """The next validation batch (on all devices with a mesh)."""
     del count
     return self.parallel.replicate(self._pair(2, 3))
