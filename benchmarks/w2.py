@@ -3,6 +3,11 @@
     python benchmarks/w2.py                              # paper settings, all D
     python benchmarks/w2.py --dims 2 4 8 16 --steps 5000 --widths 128 128 \\
         --batch 256 --solvers ott_enot "ott ENOT"        # a CPU budget
+    python benchmarks/w2.py --dims 2 --seeds 3 --lr 3e-4 --b2 0.9 \\
+        --constant-lr --tau 0.99 --lam 1.0               # ott's defaults
+
+With ``--seeds N`` every row is N runs (seeds 0, ..., N - 1: networks,
+batches and evaluation points) reported as mean ± standard deviation.
 
 For each D, each solver trains on batches of P and Q = T*#P (the benchmark's
 pairs, `benchmarks/w2bench/`, loaded by `ott_enot.w2bench`) and is scored on
@@ -33,6 +38,7 @@ import subprocess
 import time
 
 import jax
+import numpy as np
 import optax
 
 from ott.geometry import costs
@@ -58,8 +64,9 @@ SOLVERS = ("ott_enot", "ott ENOT")
 
 
 def _optimizer(a):
-  schedule = optax.cosine_decay_schedule(a.lr, a.steps, alpha=a.lr_alpha)
-  return optax.adam(schedule, b1=0.9, b2=0.99)
+  schedule = a.lr if a.constant_lr else optax.cosine_decay_schedule(
+      a.lr, a.steps, alpha=a.lr_alpha)
+  return optax.adam(schedule, b1=0.9, b2=a.b2)
 
 
 def _networks(a):
@@ -112,6 +119,13 @@ def run(name, pair, a):
   return fwd, inv, time.perf_counter() - start
 
 
+def _mean_std(values, fmt):
+  if len(values) == 1:
+    return format(values[0], fmt)
+  return (f"{format(np.mean(values), fmt)} ± "
+          f"{format(np.std(values, ddof=1), fmt)}")
+
+
 def _commit():
   try:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"],
@@ -131,13 +145,17 @@ def main():
   p.add_argument("--lr", type=float, default=5e-4)
   p.add_argument("--lr-alpha", type=float, default=1e-2,
                  help="final learning rate as a fraction of --lr (cosine)")
+  p.add_argument("--constant-lr", action="store_true",
+                 help="no cosine decay (ott's default optimiser)")
+  p.add_argument("--b2", type=float, default=0.99, help="Adam's b2")
   p.add_argument("--tau", type=float, default=1.0, help="expectile")
   p.add_argument("--lam", type=float, default=0.5,
                  help="expectile_loss_coef")
   p.add_argument("--parameterisation", default="correlation",
                  choices=("correlation", "twist"))
   p.add_argument("--chunk", type=int, default=1000)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seeds", type=int, default=1,
+                 help="runs per row (seeds 0, ..., N - 1): mean ± std")
   p.add_argument("--eval-points", type=int, default=2 ** 14)
   p.add_argument("--solvers", nargs="+", default=["ott_enot"],
                  choices=SOLVERS)
@@ -146,22 +164,29 @@ def main():
   dev = jax.devices()[0]
   print(f"device: {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
         f"commit {_commit()}; steps {a.steps}; batch {a.batch}; MLP "
-        f"{a.widths} ELU; Adam(.9, .99) lr {a.lr} cosine to {a.lr_alpha}x; "
-        f"tau {a.tau}; lambda {a.lam}; ott_enot {a.parameterisation}")
+        f"{a.widths} ELU; Adam(.9, {a.b2}) lr {a.lr} "
+        + ("constant" if a.constant_lr else f"cosine to {a.lr_alpha}x")
+        + f"; tau {a.tau}; lambda {a.lam}; ott_enot {a.parameterisation}; "
+        f"{a.seeds} seed(s)")
   names = list(PUBLISHED)
   print("\n| D | solver | fwd L2-UV % | inv L2-UV % | wall s | steps/s | "
         + " | ".join(names) + " |")
   print("|---|---|---|---|---|---|" + "---|" * len(names))
   for dim in a.dims:
     pair = w2bench.W2Pair.load(w2bench.path_of(DATA, dim))
-    key = jax.random.key(10_000 + dim)
     published = [PUBLISHED[n][DIMS.index(dim)] for n in names]
     for name in a.solvers:
-      fwd, inv, wall = run(name, pair, a)
-      l2 = float(pair.l2uv(fwd, key, a.eval_points))
-      l2_inv = float(pair.l2uv_inverse(inv, key, a.eval_points))
-      print(f"| {dim} | {name} | {l2:.3f} | {l2_inv:.3f} | {wall:.1f} | "
-            f"{a.steps / wall:.0f} | "
+      rows = []
+      for seed in range(a.seeds):
+        a.seed = seed
+        fwd, inv, wall = run(name, pair, a)
+        key = jax.random.key(10_000 * (seed + 1) + dim)
+        rows.append((float(pair.l2uv(fwd, key, a.eval_points)),
+                     float(pair.l2uv_inverse(inv, key, a.eval_points)), wall))
+      l2, l2_inv, wall = (_mean_std([r[k] for r in rows], ".3f" if k < 2
+                                    else ".1f") for k in range(3))
+      rate = a.steps / np.mean([r[2] for r in rows])
+      print(f"| {dim} | {name} | {l2} | {l2_inv} | {wall} | {rate:.0f} | "
             + " | ".join("-" if v is None else f"{v:g}" for v in published)
             + " |", flush=True)
 

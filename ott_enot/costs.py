@@ -65,6 +65,7 @@ __all__ = [
     "supported_parameterisations",
     "default_parameterisation",
     "has_twist",
+    "twist_cost",
     "claimed_properties",
 ]
 
@@ -81,11 +82,36 @@ class Euclidean(costs.Euclidean):
   underflows (e.g. :math:`x = 10^{-30}`, :math:`y = 0` in float32); this
   one computes the norm with :func:`ott_enot.numerics.norm`. It is the
   registry's ``"euclidean"``, and the solver trains with it when given ott's.
+  A metric, so it has no invertible twist: ENOT trains its surrogate
+  :class:`EuclideanPower` (``surrogate_p``) through the twist.
+
+  Args:
+    surrogate_p: The power :math:`p > 1` of the surrogate
+      :math:`\|x - y\|^p / p` whose twist gives ENOT's map (closer to 1:
+      closer to an optimal map of the distance; closer to 2: better
+      conditioned).
   """
+
+  def __init__(self, surrogate_p: float = 1.75):
+    super().__init__()
+    if not surrogate_p > 1.0:
+      raise ValueError(
+          f"`surrogate_p` must be > 1 (a strictly convex surrogate), got "
+          f"{surrogate_p}."
+      )
+    self.surrogate_p = float(surrogate_p)
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """:math:`\|x - y\|` of two points ``[d]``."""
     return numerics.norm(x - y)
+
+  def tree_flatten(self):  # noqa: D102
+    return (), (self.surrogate_p,)
+
+  @classmethod
+  def tree_unflatten(cls, aux_data, children):  # noqa: D102
+    del children
+    return cls(*aux_data)
 
 
 @jtu.register_pytree_node_class
@@ -152,8 +178,10 @@ def claimed_properties(
 
   Every cost: ``nonnegative``, ``zero_diagonal``, ``finite_gradients``,
   ``c_conjugacy``; ``symmetric`` when claimed (and for metrics), ``triangle``
-  for metrics; the twist: ``twist_forward``, ``twist_inverse`` and, for a
-  :class:`~ott.geometry.costs.TICost` with ``h_legendre``, ``fenchel_young``;
+  for metrics; the twist, for a cost with one of its own (:func:`has_twist`):
+  ``twist_forward``, ``twist_inverse`` and, for a
+  :class:`~ott.geometry.costs.TICost` with ``h_legendre``, ``fenchel_young``
+  (a metric cost's twist is its surrogate's, checked as a cost of its own);
   the correlation form: ``correlation``.
   """
   unknown = [p for p in parameterisations
@@ -168,9 +196,9 @@ def claimed_properties(
     names.append("symmetric")
   if metric:
     names.append("triangle")
-  if "twist" in parameterisations:
-    if (isinstance(cost_fn, costs.TICost)
-        and has_twist(cost_fn)):
+  if "twist" in parameterisations and has_twist(cost_fn):
+    # a metric cost's twist is its surrogate's, whose claims are its own
+    if isinstance(cost_fn, costs.TICost):
       names.append("fenchel_young")
     names += ["twist_forward", "twist_inverse"]
   if "correlation" in parameterisations:
@@ -192,6 +220,10 @@ class CostEntry:
     domain: ``"euclidean"`` (:math:`R^d`) or ``"sphere"`` (unit sphere).
     symmetric: The cost claims :math:`c(x, y) = c(y, x)`.
     metric: The cost claims to be a metric (symmetric, triangle inequality).
+    surrogate: For a metric cost :math:`d` without a twist of its own:
+      ``surrogate(cost_fn)`` builds the strictly convex cost :math:`h(d)`
+      (e.g. :class:`EuclideanPower`) through whose twist ENOT learns the map
+      (``"twist"``); :obj:`None` otherwise. See :func:`twist_cost`.
   """
   name: str
   factory: Callable[..., costs.CostFn]
@@ -200,6 +232,7 @@ class CostEntry:
   domain: str
   symmetric: bool = False
   metric: bool = False
+  surrogate: Optional[Callable[[costs.CostFn], costs.CostFn]] = None
 
 
 _REGISTRY: Dict[str, CostEntry] = {}
@@ -214,6 +247,7 @@ def register_cost(
     cost_type: Optional[type] = None,
     symmetric: bool = False,
     metric: bool = False,
+    surrogate: Optional[Callable[[costs.CostFn], costs.CostFn]] = None,
     overwrite: bool = False,
     check: bool = True,
 ) -> CostEntry:
@@ -239,6 +273,11 @@ def register_cost(
     symmetric: Claim :math:`c(x, y) = c(y, x)` (checked).
     metric: Claim the cost is a metric (checked: symmetry and the triangle
       inequality).
+    surrogate: For a metric cost with ``"twist"`` among its
+      parameterisations but no twist of its own: ``surrogate(cost)`` builds
+      the strictly convex cost, an increasing convex function of it (e.g.
+      :class:`EuclideanPower` for the Euclidean distance), whose twist gives
+      the map (its twist claims are checked too).
     overwrite: Replace an existing entry of the same name.
     check: Property-test the claims before registering.
 
@@ -275,8 +314,15 @@ def register_cost(
     )
   entry = CostEntry(
       name, factory, cost_type, params, domain, bool(symmetric or metric),
-      bool(metric)
+      bool(metric), surrogate
   )
+  if "twist" in params and not (surrogate is not None
+                                or _type_has_twist(cost_type)):
+    raise ValueError(
+        f"`parameterisations` of {name!r} include 'twist', but the cost has "
+        f"no twist of its own (`h_legendre` or `twist_operator`): pass a "
+        f"`surrogate`, or leave 'twist' out."
+    )
   if check:
     _check_claims(entry)
   _REGISTRY[name] = entry
@@ -285,17 +331,27 @@ def register_cost(
 
 def _check_claims(entry: CostEntry) -> None:
   cost = entry.factory()
-  report = properties.search(
-      cost,
-      claimed_properties(
-          cost, entry.parameterisations, symmetric=entry.symmetric,
-          metric=entry.metric
-      ),
-      domain=entry.domain,
-      parameterisations=entry.parameterisations,
-      max_examples=20,
-      seed=0,
-  )
+  reports = [(cost, entry.parameterisations, entry.symmetric, entry.metric)]
+  if entry.surrogate is not None and "twist" in entry.parameterisations:
+    reports.append(
+        (entry.surrogate(cost), ("twist",), entry.symmetric, False)
+    )
+  for cost, parameterisations, symmetric, metric in reports:
+    report = properties.search(
+        cost,
+        claimed_properties(
+            cost, parameterisations, symmetric=symmetric, metric=metric
+        ),
+        domain=entry.domain,
+        parameterisations=parameterisations,
+        max_examples=20,
+        seed=0,
+    )
+    _refuse_unless_passed(entry, report)
+
+
+def _refuse_unless_passed(entry: CostEntry,
+                          report: properties.CostReport) -> None:
   if not report.passed:
     failed = ", ".join(r.name for r in report.failures)
     raise ValueError(
@@ -347,8 +403,14 @@ def domain_of(cost_fn: costs.CostFn) -> str:
 _STRUCTURED_COSTS = (costs.Bures, costs.UnbalancedBures, costs.SoftDTW)
 
 
-def _overrides(cost_fn: costs.CostFn, name: str, base: type) -> bool:
-  return getattr(type(cost_fn), name, None) is not getattr(base, name)
+def _overrides(cost_type: type, name: str, base: type) -> bool:
+  return getattr(cost_type, name, None) is not getattr(base, name)
+
+
+def _type_has_twist(cost_type: type) -> bool:
+  if issubclass(cost_type, costs.TICost):
+    return _overrides(cost_type, "h_legendre", costs.TICost)
+  return _overrides(cost_type, "twist_operator", costs.CostFn)
 
 
 def has_twist(cost_fn: costs.CostFn) -> bool:
@@ -360,9 +422,34 @@ def has_twist(cost_fn: costs.CostFn) -> bool:
   :class:`~ott.geometry.costs.PNormP` with ``p > 1``), and for other costs
   that override :meth:`~ott.geometry.costs.CostFn.twist_operator`.
   """
-  if isinstance(cost_fn, costs.TICost):
-    return _overrides(cost_fn, "h_legendre", costs.TICost)
-  return _overrides(cost_fn, "twist_operator", costs.CostFn)
+  return _type_has_twist(type(cost_fn))
+
+
+def twist_cost(cost_fn: costs.CostFn) -> costs.CostFn:
+  r"""The cost whose twist gives ENOT's ``"twist"`` map for ``cost_fn``.
+
+  ``cost_fn`` itself when it has a twist (:func:`has_twist`); for a metric
+  cost registered with a ``surrogate`` (the Euclidean distance, the
+  geodesic distance on the sphere), the surrogate: a strictly convex
+  increasing function of the metric, :math:`c_p = d^p / p` with :math:`p`
+  the cost's ``surrogate_p`` (1.75 by default). Its optimal map is unique and
+  is a transport map, while the metric's own c-transform has a whole segment of minimisers
+  (every point of a transport ray), so that training on the metric directly
+  collapses mass onto the near end of each ray; as :math:`p 	o 1` the
+  surrogate's map tends to an optimal map of the metric.
+
+  Raises:
+    ValueError: if ``cost_fn`` has neither.
+  """
+  if has_twist(cost_fn):
+    return cost_fn
+  entry = cost_entry(cost_fn)
+  if entry is None or entry.surrogate is None:
+    raise ValueError(
+        f"{type(cost_fn).__name__} has no invertible twist and no registered "
+        f"surrogate; use parameterisation='direct'."
+    )
+  return entry.surrogate(cost_fn)
 
 
 def supported_parameterisations(cost_fn: costs.CostFn) -> Tuple[str, ...]:
@@ -407,20 +494,40 @@ register_cost(
     check=False,
 )
 register_cost(
-    "euclidean", Euclidean, parameterisations=("direct",), metric=True,
-    check=False
+    "euclidean",
+    Euclidean,
+    parameterisations=("twist", "direct"),
+    metric=True,
+    surrogate=lambda cost: EuclideanPower(cost.surrogate_p),
+    check=False,
 )
 register_cost(
     "sphere_geodesic",
     SphereGeodesic,
-    parameterisations=("direct",),
+    parameterisations=("twist", "direct"),
     domain="sphere",
     metric=True,
+    surrogate=lambda cost: SphereGeodesicPower(cost.surrogate_p),
     check=False,
 )
 register_cost(
     "sphere_geodesic_sq",
     SphereGeodesicSq,
+    parameterisations=("twist", "direct"),
+    domain="sphere",
+    symmetric=True,
+    check=False,
+)
+register_cost(
+    "euclidean_power",
+    EuclideanPower,
+    parameterisations=("twist", "direct"),
+    symmetric=True,
+    check=False,
+)
+register_cost(
+    "sphere_geodesic_power",
+    SphereGeodesicPower,
     parameterisations=("twist", "direct"),
     domain="sphere",
     symmetric=True,

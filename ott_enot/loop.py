@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ott_enot import feeds, sharding, step as step_lib
+from ott_enot import feeds, metrics as metrics_lib, sharding
+from ott_enot import step as step_lib
 
 __all__ = [
     "Feed",
@@ -353,14 +354,14 @@ def new_logs() -> Logs:
   """Empty logs, laid out as ott's."""
   return {
       "train_logs": {"loss_f": [], "loss_g": [], "w_dist": [], "directions": []},
-      "valid_logs": {"loss_f": [], "loss_g": [], "w_dist": []},
+      "valid_logs": {"loss_f": [], "loss_g": [], "w_dist": [], "map_cost": [],
+                     "fit": [], "floor": []},
   }
 
 
-def _append(logs: Dict[str, List], metrics: Any, row: Optional[int] = None):
+def _append(logs: Dict[str, List], metrics: Any, row: int):
   for key in ("loss_f", "loss_g", "w_dist"):
-    value = getattr(metrics, key)
-    logs[key].append(float(value if row is None else value[row]))
+    logs[key].append(float(getattr(metrics, key)[row]))
 
 
 def _log_steps(logs: Logs, chunk: Chunk, metrics: step_lib.StepMetrics,
@@ -426,9 +427,10 @@ class _Validation:
     def compile_all():
       try:
         x, y = self.feed.abstract_valid_batch(self.config.parallel)
-        _validation_metrics.lower(
-            *params, x, y, config=self.config.step
-        ).compile()
+        valid = _validation_metrics.lower(*params, x, y, config=self.config.step)
+        valid.compile()
+        _, mapped = valid.out_info
+        metrics_lib.fit_and_floor.lower(mapped, y).compile()
       except Exception:  # pylint: disable=broad-except
         pass
 
@@ -455,9 +457,14 @@ class _Validation:
         self._compiling.join()
       x, y = self.feed.valid_batch(self.count)
       self.count += 1
-      metrics = _validation_metrics(*params, x, y, config=self.config.step)
-      _append(logs["valid_logs"], metrics)
-      w_dist = logs["valid_logs"]["w_dist"][-1]
+      metrics, mapped = _validation_metrics(
+          *params, x, y, config=self.config.step
+      )
+      fit, floor = metrics_lib.fit_and_floor(mapped, y)
+      row = dict(metrics._asdict(), fit=fit, floor=floor)
+      for key, values in logs["valid_logs"].items():
+        values.append(float(row[key]))
+      w_dist = float(metrics.w_dist)
     return w_dist
 
 

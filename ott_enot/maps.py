@@ -13,7 +13,17 @@ Kantorovich potentials, :math:`f = f_\theta`, :math:`g = g_\omega`, and
   T(x) = x - \nabla h^*(\nabla f(x)), \qquad T^{-1}(y) = y + \nabla h^*(-\nabla
   g(y)),
 
-through :meth:`~ott.geometry.costs.CostFn.twist_operator`.
+through :meth:`~ott.geometry.costs.CostFn.twist_operator`. A metric cost
+:math:`d` (the Euclidean distance, the geodesic distance on the sphere) has
+no invertible twist: every point of a transport ray minimises
+:math:`d(x, \cdot) - g`, so the c-transform does not determine :math:`T`,
+and training on :math:`d` itself (the direct map) collapses each source
+cluster onto the near end of its rays. It trains instead with its registered
+*surrogate* (:func:`ott_enot.costs.twist_cost`), the strictly convex
+:math:`d^p / p` (the cost's ``surrogate_p``, 1.75 by default), whose optimal
+map is unique, a transport map, and close to optimal for :math:`d`
+(:math:`p \to 1`); the potentials are the surrogate's, while :math:`T` is
+judged and its cost reported with :math:`d`.
 
 ``"correlation"`` (:class:`~ott.geometry.costs.SqEuclidean` only): training uses
 the cost :math:`-\langle x, y\rangle` and convex potentials
@@ -27,6 +37,9 @@ variables of the :math:`-\langle x, y\rangle` problem are :math:`-\varphi` and
 :math:`\|x\|^2 - 2\varphi^*` and :math:`\|y\|^2 - 2\psi`.
 
 ``"direct"`` (any cost): ``f`` outputs :math:`T(x)` itself; forward only.
+For a metric cost this is ott 0.5.1's ``is_bidirectional=False``, kept for
+compatibility: the amortisation has no unique minimiser, and the map strands
+mass (see above).
 """
 import dataclasses
 import math
@@ -225,10 +238,15 @@ class TransportModel:
 
   Args:
     parameterisation: ``"twist"``, ``"correlation"`` or ``"direct"``.
-    cost_fn: The ott cost :math:`c`.
+    cost_fn: The ott cost :math:`c` (the user's: maps are judged with it).
     neural_f: Module of :math:`f` (a potential, or the map for ``"direct"``).
     neural_g: Module of the potential :math:`g`.
     dim: Dimension :math:`d` of the points.
+
+  Attributes:
+    training_cost_fn: The cost training uses and whose twist gives the map:
+      ``cost_fn``, or for the twist of a metric cost its surrogate
+      (:func:`ott_enot.costs.twist_cost`).
   """
   parameterisation: str
   cost_fn: costs.CostFn
@@ -238,6 +256,11 @@ class TransportModel:
 
   def __post_init__(self) -> None:
     corr = self.parameterisation == "correlation"
+    object.__setattr__(
+        self, "training_cost_fn",
+        enot_costs.twist_cost(self.cost_fn)
+        if self.parameterisation == "twist" else self.cost_fn
+    )
 
     def scalar(module):
       add = corr and not isinstance(module, ott_potentials.BasePotential)
@@ -255,8 +278,15 @@ class TransportModel:
     grad = _batched_grad(value)(params, x)
     if self.parameterisation == "correlation":
       return grad
-    twist = jax.vmap(self.cost_fn.twist_operator, in_axes=(0, 0, None))
+    twist = jax.vmap(
+        self.training_cost_fn.twist_operator, in_axes=(0, 0, None)
+    )
     return twist(x, grad, variable)
+
+  @property
+  def surrogate(self) -> bool:
+    """Whether training uses a metric cost's surrogate (not ``cost_fn``)."""
+    return self.training_cost_fn is not self.cost_fn
 
   @property
   def domain(self) -> str:
@@ -315,12 +345,13 @@ class TransportModel:
   def training_cost(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     r"""Cost of pairs in the training problem, ``[n, d] x [n, d] -> [n]``.
 
-    :math:`-\langle x_i, y_i\rangle` in correlation form, :math:`c(x_i, y_i)`
-    otherwise.
+    :math:`-\langle x_i, y_i\rangle` in correlation form, else
+    :math:`c(x_i, y_i)` for the cost whose twist gives the map
+    (:attr:`training_cost_fn`: ``cost_fn``, or a metric cost's surrogate).
     """
     if self.parameterisation == "correlation":
       return -jnp.sum(x * y, axis=-1)
-    return jax.vmap(self.cost_fn)(x, y)
+    return jax.vmap(self.training_cost_fn)(x, y)
 
   def dual_to_cost(
       self, x: jnp.ndarray, y: jnp.ndarray, dual: jnp.ndarray

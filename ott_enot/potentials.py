@@ -48,6 +48,14 @@ class ENOTPotentials(ott_potentials.DualPotentials):
   sphere over :math:`y = z / \|z\|`) when one that iterates is given. :attr:`f` and :attr:`g` are functions of one point
   ``[d] -> []``, as in :class:`~ott.problems.linear.potentials.DualPotentials`.
 
+  For a metric cost :math:`d` trained through its surrogate
+  :math:`c_p = d^p / p` (the Euclidean and geodesic distances,
+  :mod:`ott_enot.maps`), :math:`f` and :math:`g` are the surrogate's
+  Kantorovich potentials (:attr:`cost_fn` is the surrogate), the maps are the
+  surrogate's, and :meth:`distance` is the cost :math:`\mathbb{E}\,d(x,
+  \hat T(x))` of the learned map in the units of :math:`d`: no dual of the
+  problem with :math:`d` itself is learned.
+
   Args:
     params_f: Parameters of the ``f`` network.
     params_g: Parameters of the ``g`` network.
@@ -71,7 +79,7 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     super().__init__(
         f=lambda x: self._f_batch(x[None])[0],
         g=lambda y: self._g_batch(y[None])[0],
-        cost_fn=model.cost_fn,
+        cost_fn=model.training_cost_fn,
     )
 
   @property
@@ -91,7 +99,8 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     solver = self.conjugate_solver
     if solver is None or isinstance(solver, conjugate.ExpectileConjugateSolver):
       return y
-    cost_fn, g = self.model.cost_fn, self.g
+    # the c-transform of g: for the surrogate of a metric cost, g's own cost
+    cost_fn, g = self.model.training_cost_fn, self.g
     # on the sphere, search over z in R^d and evaluate at z / |z|
     project = lambda z: self.model.project(z[None])[0]
 
@@ -107,7 +116,8 @@ class ENOTPotentials(ott_potentials.DualPotentials):
 
   def _f_batch(self, x: jnp.ndarray) -> jnp.ndarray:
     y_hat = jax.lax.stop_gradient(self._forward_map(x))
-    return jax.vmap(self.model.cost_fn)(x, y_hat) - self._g_batch(y_hat)
+    cost = jax.vmap(self.model.training_cost_fn)(x, y_hat)
+    return cost - self._g_batch(y_hat)
 
   def _check_points(self, arr: Any, name: str) -> jnp.ndarray:
     # a single point [d] is a batch of one; no NaN check (no host sync)
@@ -139,19 +149,26 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     return self.model.inverse_map(self.params_g, vec)
 
   def distance(self, src: jnp.ndarray, tgt: jnp.ndarray) -> jnp.ndarray:
-    r"""Dual estimate of the OT cost, :math:`\overline{f(x)} + \overline{g(y)}`.
+    r"""Estimate of the OT cost of the solver's ``cost_fn``.
+
+    The dual estimate :math:`\overline{f(x)} + \overline{g(y)}`; for a
+    metric cost trained through its surrogate, the cost of the learned map
+    :math:`\overline{d(x, \hat T(x))}` (see the class docstring).
 
     Args:
       src: Source samples, array ``[n, d]``.
       tgt: Target samples, array ``[m, d]``.
 
     Returns:
-      Scalar, in the units of ``cost_fn`` (for ott's
+      Scalar, in the units of the solver's ``cost_fn`` (for ott's
       :class:`~ott.geometry.costs.SqEuclidean`, :math:`W_2^2` without the
       factor :math:`1/2`).
     """
     src = self._check_points(src, "src")
     tgt = self._check_points(tgt, "tgt")
+    if self.model.surrogate:
+      moved = self._forward_map(src)
+      return jnp.mean(jax.vmap(self.model.cost_fn)(src, moved))
     return jnp.mean(self._f_batch(src)) + jnp.mean(self._g_batch(tgt))
 
   def plot_ot_map(

@@ -43,7 +43,7 @@ from ott_enot import potentials, sharding
 from ott_enot import costs as enot_costs
 from ott_enot import step as step_lib
 
-__all__ = ["ENOTSolver"]
+__all__ = ["ENOTSolver", "default_optimizer"]
 
 Train_t = Dict[Literal["train_logs", "valid_logs"], Dict[str, List[Any]]]
 Callback_t = Callable[[int, potentials.ENOTPotentials], Any]
@@ -60,9 +60,19 @@ def _default_mlp(out: int) -> nn.Module:
   )
 
 
-def _default_adam() -> optax.GradientTransformation:
-  """ott's default ENOT optimiser: Adam, lr ``3e-4``, ``b1 = b2 = 0.9``."""
-  return optax.adam(learning_rate=3e-4, b1=0.9, b2=0.9)
+def default_optimizer(num_train_iters: int) -> optax.GradientTransformation:
+  """The default optimiser of both networks: Adam (``b1 = 0.9``,
+  ``b2 = 0.99``) with a learning rate decaying from ``1e-3`` to ``1e-5`` along
+  a cosine over ``num_train_iters`` steps (then ``1e-5``).
+
+  On ott's 2-D Gaussian mixtures it gives maps several times closer to the
+  target than ott's default (Adam ``3e-4``, ``b1 = b2 = 0.9``, constant):
+  ``benchmarks/defaults.py`` measures both.
+  """
+  schedule = optax.cosine_decay_schedule(
+      1e-3, max(int(num_train_iters), 1), alpha=1e-2
+  )
+  return optax.adam(learning_rate=schedule, b1=0.9, b2=0.99)
 
 
 class ENOTSolver:
@@ -94,13 +104,15 @@ class ENOTSolver:
       :class:`~ott.neural.networks.icnn.ICNN`, ...). Default: ELU MLP with
       hidden sizes ``[128] * 4``.
     neural_g: Flax module for the potential :math:`g` (one number per point).
-    optimizer_f: Optax optimizer of :math:`f`. Default: Adam, ``lr=3e-4``,
-      ``b1=0.9``, ``b2=0.9`` (ott's).
+    optimizer_f: Optax optimizer of :math:`f`. Default
+      (:func:`default_optimizer`): Adam, ``b1=0.9``, ``b2=0.99``, learning
+      rate ``1e-3`` decayed along a cosine to ``1e-5`` over
+      ``num_train_iters`` (ott's: Adam ``3e-4``, ``b1 = b2 = 0.9``).
     optimizer_g: Optax optimizer of :math:`g`. Same default.
     cost_fn: ott cost. Default :class:`~ott.geometry.costs.SqEuclidean`.
     expectile: Expectile level :math:`\tau \in (0, 1]`; paper: [0.9, 1.0].
     expectile_loss_coef: Weight :math:`\lambda \ge 0` of the expectile
-      regulariser; paper: [0.3, 1.0].
+      regulariser; paper: [0.3, 1.0]. Default 0.5 (ott's: 1.0).
     num_train_iters: Number of training steps of a run.
     valid_freq: Validate every ``valid_freq`` steps.
     log_freq: Log every ``log_freq`` steps.
@@ -155,7 +167,7 @@ class ENOTSolver:
       optimizer_g: Optional[optax.GradientTransformation] = None,
       cost_fn: Optional[costs.CostFn] = None,
       expectile: float = 0.99,
-      expectile_loss_coef: float = 1.0,
+      expectile_loss_coef: float = 0.5,
       num_train_iters: int = 20000,
       valid_freq: int = 1000,
       log_freq: int = 1000,
@@ -232,8 +244,10 @@ class ENOTSolver:
     self.parallel = sharding.DataParallel.create(mesh)
     self._init_state(
         utils.default_prng_key(rng),
-        _default_adam() if optimizer_f is None else optimizer_f,
-        _default_adam() if optimizer_g is None else optimizer_g,
+        default_optimizer(num_train_iters) if optimizer_f is None else
+        optimizer_f,
+        default_optimizer(num_train_iters) if optimizer_g is None else
+        optimizer_g,
     )
 
   def _init_state(

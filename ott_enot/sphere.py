@@ -133,12 +133,35 @@ class SphereGeodesic(_SphereCost):
 
   evaluated with the second form, which is accurate near :math:`0` and
   :math:`\pi` and has finite gradients everywhere, including :math:`x = y`.
-  A metric, so the twist is not invertible: ENOT uses the direct map.
+  A metric, so it has no invertible twist: ENOT trains its surrogate
+  :class:`SphereGeodesicPower` (``surrogate_p``) through the twist, or the
+  direct map on request (:func:`ott_enot.costs.twist_cost`).
+
+  Args:
+    surrogate_p: The power :math:`p > 1` of the surrogate :math:`d^p / p`
+      whose twist gives ENOT's map (closer to 1: closer to an optimal map of
+      :math:`d`; closer to 2: better conditioned).
   """
+
+  def __init__(self, surrogate_p: float = 1.75):
+    if not surrogate_p > 1.0:
+      raise ValueError(
+          f"`surrogate_p` must be > 1 (a strictly convex surrogate), got "
+          f"{surrogate_p}."
+      )
+    self.surrogate_p = float(surrogate_p)
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """Geodesic distance between unit vectors ``x`` and ``y``, ``[d]``."""
     return geodesic_distance(x, y)
+
+  def tree_flatten(self):  # noqa: D102
+    return (), (self.surrogate_p,)
+
+  @classmethod
+  def tree_unflatten(cls, aux_data, children):  # noqa: D102
+    del children
+    return cls(*aux_data)
 
 
 @jtu.register_pytree_node_class

@@ -18,7 +18,7 @@ steps, as ott does.
 """
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ __all__ = [
     "ENOTTrainState",
     "StepConfig",
     "StepMetrics",
+    "ValidationMetrics",
     "TrainingDivergedError",
     "is_forward",
     "enot_step",
@@ -262,10 +263,34 @@ def enot_step(
   return new_state, _metrics(config, forward, x, y, loss, terms)
 
 
+class ValidationMetrics(NamedTuple):
+  """Metrics of a validation batch (scalars), forward direction.
+
+  Attributes:
+    loss: total loss.
+    loss_f: loss of the ``f`` network's parameters.
+    loss_g: loss of the ``g`` network's parameters.
+    w_dist: dual estimate of the OT cost of the training problem (for a
+      metric cost trained through its surrogate, the surrogate's).
+    map_cost: :math:`\overline{c(x, T(x))}`, the cost of the learned map
+      in the units of ``cost_fn``.
+  """
+  loss: jnp.ndarray
+  loss_f: jnp.ndarray
+  loss_g: jnp.ndarray
+  w_dist: jnp.ndarray
+  map_cost: jnp.ndarray
+
+
 def validation_metrics(
     params_f: Params, params_g: Params, x: jnp.ndarray, y: jnp.ndarray, *,
     config: StepConfig
-) -> StepMetrics:
-  """Forward-direction :class:`StepMetrics` on a batch, no update."""
+) -> Tuple[ValidationMetrics, jnp.ndarray]:
+  """:class:`ValidationMetrics` on a batch and the mapped points ``T(x)``
+  ``[n, d]`` (for :func:`ott_enot.metrics.fit_and_floor`); no update."""
+  model = config.model
   loss, terms = _objective(config, True)(params_f, params_g, x, y)
-  return _metrics(config, True, x, y, loss, terms)
+  step = _metrics(config, True, x, y, loss, terms)
+  mapped = model.forward_map(params_f, x)
+  map_cost = jnp.mean(jax.vmap(model.cost_fn)(x, mapped))
+  return ValidationMetrics(*step, map_cost), mapped

@@ -16,7 +16,7 @@ from ott_enot import sphere
         (costs.SqEuclidean(), ("twist", "correlation", "direct")),
         (costs.PNormP(1.5), ("twist", "direct")),  # not registered: inferred
         (costs.SqPNorm(3.0), ("twist", "direct")),
-        (costs.Euclidean(), ("direct",)),
+        (costs.Euclidean(), ("twist", "direct")),  # through its surrogate
         (costs.EuclideanP(1.5), ("direct",)),  # TICost without h_legendre
         (costs.Cosine(), ("direct",)),
     ],
@@ -51,7 +51,12 @@ class TestRegistry:
     assert set(entries) >= {"sqeuclidean", "euclidean", "sphere_geodesic",
                             "sphere_geodesic_sq"}
     assert entries["sphere_geodesic_sq"].parameterisations == ("twist", "direct")
-    assert entries["sphere_geodesic"].parameterisations == ("direct",)
+    assert entries["sphere_geodesic"].parameterisations == ("twist", "direct")
+    surrogate = entries["sphere_geodesic"].surrogate(enot_costs.SphereGeodesic(1.75))
+    assert isinstance(surrogate, enot_costs.SphereGeodesicPower)
+    assert surrogate.p == 1.75
+    surrogate = entries["euclidean"].surrogate(enot_costs.Euclidean())
+    assert isinstance(surrogate, enot_costs.EuclideanPower) and surrogate.p == 1.75
     assert entries["sphere_geodesic"].domain == "sphere"
     assert entries["euclidean"].domain == "euclidean"
     assert isinstance(enot_costs.get_cost("euclidean"), costs.Euclidean)
@@ -88,6 +93,8 @@ class TestRegistry:
           ({"parameterisations": ("warp",)}, "parameterisations"),
           ({"parameterisations": ()}, "parameterisations"),
           ({"parameterisations": ("direct",), "domain": "torus"}, "domain"),
+          # a twist claimed by a cost without one (and without a surrogate)
+          ({"parameterisations": ("twist", "direct")}, "surrogate"),
       ],
   )
   def test_register_rejects_bad_entries(self, kwargs, match):

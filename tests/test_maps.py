@@ -18,7 +18,8 @@ class TestResolveParameterisation:
       [
           (costs.SqEuclidean(), {}, ("twist", True)),
           (costs.PNormP(1.5), {}, ("twist", True)),
-          (costs.Euclidean(), {}, ("direct", False)),
+          # a metric: the twist of its surrogate
+          (costs.Euclidean(), {}, ("twist", True)),
           (costs.SqEuclidean(), {"parameterisation": "correlation"},
            ("correlation", True)),
           # ott 0.5.1: is_bidirectional=False alone means the direct map
@@ -73,9 +74,13 @@ class TestResolveParameterisation:
 
   def test_bidirectional_needs_twist(self):
     with pytest.raises(ValueError, match="is_bidirectional=False"):
-      maps.resolve_parameterisation(costs.Euclidean(), bidirectional=True)
+      maps.resolve_parameterisation(
+          costs.Euclidean(), parameterisation="direct", bidirectional=True
+      )
     with pytest.raises(ValueError, match="no invertible twist"):
-      maps.resolve_parameterisation(costs.Euclidean(), parameterisation="twist")
+      maps.resolve_parameterisation(costs.Cosine(), parameterisation="twist")
+    with pytest.raises(ValueError, match="no invertible twist, so it cannot"):
+      maps.resolve_parameterisation(costs.Cosine(), bidirectional=True)
 
   def test_unknown_name(self):
     with pytest.raises(ValueError, match="parameterisation"):

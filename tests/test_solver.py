@@ -65,8 +65,11 @@ def test_step_matches_ott_expectile_neural_dual(cost_fn):
   theirs = ott_enot_module.ExpectileNeuralDual(
       3, cost_fn=cost_fn, rng=jax.random.key(0)
   )
+  # ott's defaults, which ours are not (see README: ott's exact behaviour)
+  adam = lambda: optax.adam(3e-4, b1=0.9, b2=0.9)
   ours = ott_enot.ExpectileNeuralDual(
-      3, cost_fn=cost_fn, rng=jax.random.key(0), progress_bar=False
+      3, cost_fn=cost_fn, rng=jax.random.key(0), progress_bar=False,
+      optimizer_f=adam(), optimizer_g=adam(), expectile_loss_coef=1.0
   )
   take = lambda st, p: st.replace(params=p, opt_state=st.tx.init(p))
   state = ours.state.replace(
@@ -108,7 +111,8 @@ class TestSolverInterface:
     assert isinstance(pot, ott_enot.ENOTPotentials)
     train, valid = logs["train_logs"], logs["valid_logs"]
     assert set(train) == {"loss_f", "loss_g", "w_dist", "directions"}
-    assert set(valid) == {"loss_f", "loss_g", "w_dist"}
+    assert set(valid) == {"loss_f", "loss_g", "w_dist", "map_cost", "fit",
+                          "floor"}
     assert len(train["loss_f"]) == 3  # steps 0, 10, 20
     assert train["directions"] == ["forward", "forward", "forward"]
     assert len(valid["w_dist"]) == 2  # steps 10, 20

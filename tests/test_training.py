@@ -103,8 +103,8 @@ def test_chunks_equal_step_by_step(pair2, bidirectional):
     if k % 3 == 0:
       rows.append((float(m.loss_f), float(m.loss_g), float(m.w_dist)))
     if k and k % 4 == 0:
-      v = step_lib.validation_metrics(*state.params, next(valid_x),
-                                      next(valid_y), config=config)
+      v, _ = step_lib.validation_metrics(*state.params, next(valid_x),
+                                         next(valid_y), config=config)
       valid_rows.append((float(v.loss_f), float(v.loss_g), float(v.w_dist)))
   _close(solver.state, state)
   assert logs["train_logs"]["directions"] == [
@@ -191,11 +191,15 @@ def test_one_program_per_run_whatever_the_schedule():
     monitoring.unregister_event_duration_listener(listener)
   assert loop.chunk_programs_compiled() == before + 1
   assert [n for n in first_run if "run_chunk" in n] == ["jit(run_chunk)"]
-  # the rest: validation metrics and the state copies, each compiled once
-  assert len(first_run) <= 4, first_run
+  # the rest, each compiled once: the copies of the state (the run's start
+  # and the callback's), the validation metrics and the fit beside the floor
+  assert sorted(first_run) == sorted([
+      "jit(run_chunk)", "jit(_restart)", "jit(<lambda>)",
+      "jit(validation_metrics)", "jit(fit_and_floor)"]), first_run
   # traced once (both runs), on the background thread
-  assert [thread for fun, thread in traced if fun == "validation_metrics"
-         ] == ["ott_enot-compile-validation"]
+  for name in ("validation_metrics", "fit_and_floor"):
+    assert [thread for fun, thread in traced if fun == name
+           ] == ["ott_enot-compile-validation"], (name, traced)
   assert second_run == []
   assert calls == [0] + list(range(100, 2500, 100)) + [2499]
   assert len(logs["train_logs"]["loss_f"]) == len(range(0, 2500, 7))
@@ -419,3 +423,31 @@ def test_no_misleading_w2neuraldual_state():
   with pytest.raises(NotImplementedError, match="step_fns"):
     solver.get_step_fn(train=True, to_optimize="both")
   assert solver.train_neuraldual_alternating == solver.train_neuraldual
+
+
+def test_validation_logs_the_map_cost_and_its_fit_beside_the_floor():
+  """The ground-truth-free criteria, recomputed from the batch they used."""
+  def sampler(key):
+    kx, ky = jax.random.split(key)
+    return (jax.random.normal(kx, (128, 2)),
+            0.5 * jax.random.normal(ky, (128, 2)) + 2.0)
+
+  rng = jax.random.key(3)
+  solver = _solver(num_train_iters=21, valid_freq=20, chunk_size=10,
+                   logging=True)
+  pot, logs = solver.fit(sampler, rng=rng)
+  # the one validation ran after step 20, the last, on the final parameters
+  valid = {k: v[0] for k, v in logs["valid_logs"].items()}
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(rng, 1), 1), 0)
+  x, y = sampler(key)
+  tx = pot.transport(x)
+  np.testing.assert_allclose(
+      valid["map_cost"], jnp.mean(jnp.sum((tx - x) ** 2, -1)), rtol=1e-5)
+  fit, floor = ott_enot.metrics.fit_and_floor(tx, y)
+  np.testing.assert_allclose([valid["fit"], valid["floor"]], [fit, floor],
+                             rtol=1e-4)
+  # halves of one batch: the floor compares two target halves, the fit the
+  # mapped first half; no map at all is far from the target
+  assert valid["floor"] > 0
+  no_map, _ = ott_enot.metrics.fit_and_floor(x, y)
+  assert no_map > 10 * floor
