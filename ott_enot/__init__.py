@@ -12,6 +12,7 @@ from ott_enot import (
     maps,
     metrics,
     numerics,
+    population,
     potentials,
     properties,
     sharding,
@@ -31,6 +32,7 @@ from ott_enot.costs import (
 )
 from ott_enot.data import PointCloudStream
 from ott_enot.losses import enot_loss, expectile_loss
+from ott_enot.population import ENOTPopulation, PopulationResult
 from ott_enot.potentials import ENOTPotentials
 from ott_enot.sharding import batch_mesh
 from ott_enot.solver import ENOTSolver
@@ -41,6 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ExpectileNeuralDual",
     "ENOTSolver",
+    "ENOTPopulation",
+    "PopulationResult",
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "TrainingDivergedError",
@@ -65,6 +69,7 @@ __all__ = [
     "maps",
     "metrics",
     "numerics",
+    "population",
     "potentials",
     "properties",
     "sharding",

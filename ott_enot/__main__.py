@@ -37,6 +37,45 @@ def _samples(seed: int, n: int):
                               test.source_iter, test.target_iter)]
 
 
+def _evaluate(potentials, x, y, x2, y2):
+  """The OT cost estimates, and each map's fit beside its floor."""
+  tx, ty = potentials.transport(x), potentials.transport(y, forward=False)
+  fit = lambda a, b: float(metrics.sinkhorn_divergence(a, b))
+  forward, inverse = fit(tx, y), fit(ty, x)
+  floor_y, floor_x = fit(y2, y), fit(x2, x)
+  rows = [
+      ("OT cost, ENOT dual estimate", float(potentials.distance(x, y))),
+      ("OT cost, ENOT map E c(x, T(x))",
+       float(np.mean(np.sum((np.asarray(tx) - np.asarray(x)) ** 2, -1)))),
+      ("OT cost, Sinkhorn (eps 1e-3 x mean cost)", _sinkhorn_cost(x, y)),
+  ]
+  fits = [
+      ("forward fit: S(T(x), y)", forward, floor_y),
+      ("inverse fit: S(T^-1(y), x)", inverse, floor_x),
+      ("no map: S(x, y)", fit(x, y), floor_y),
+  ]
+  return rows, fits
+
+
+def _plot(potentials, x, y, fits, out: str) -> None:
+  """Both maps side by side, titled with their fits."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  k = min(256, len(x))
+  fig, axes = plt.subplots(1, 2, figsize=(12, 6))
+  for ax, forward, (_, value, floor), title in zip(
+      axes, (True, False), fits, ("forward map T: source -> target",
+                                  "inverse map: target -> source")
+  ):
+    potentials.plot_ot_map(x[:k], y[:k], forward=forward, ax=ax)
+    ax.set_title(f"{title} (fit {value / floor:.1f} x floor)")
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Run the demo; returns the process exit code."""
   parser = argparse.ArgumentParser(
@@ -49,10 +88,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--out", default="enot_demo.png", help="PNG to write")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
-
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   rng_data, rng_solver = jax.random.split(jax.random.key(args.seed))
   train, valid, dim = datasets.create_gaussian_mixture_samplers(
@@ -79,21 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   potentials = solver(*train, *valid)
   seconds = time.perf_counter() - start
 
-  tx, ty = potentials.transport(x), potentials.transport(y, forward=False)
-  fit = lambda a, b: float(metrics.sinkhorn_divergence(a, b))
-  forward, inverse = fit(tx, y), fit(ty, x)
-  floor_y, floor_x = fit(y2, y), fit(x2, x)
-  rows = [
-      ("OT cost, ENOT dual estimate", float(potentials.distance(x, y))),
-      ("OT cost, ENOT map E c(x, T(x))",
-       float(np.mean(np.sum((np.asarray(tx) - np.asarray(x)) ** 2, -1)))),
-      ("OT cost, Sinkhorn (eps 1e-3 x mean cost)", _sinkhorn_cost(x, y)),
-  ]
-  fits = [
-      ("forward fit: S(T(x), y)", forward, floor_y),
-      ("inverse fit: S(T^-1(y), x)", inverse, floor_x),
-      ("no map: S(x, y)", fit(x, y), floor_y),
-  ]
+  rows, fits = _evaluate(potentials, x, y, x2, y2)
   print(f"trained in {seconds:.1f} s ({args.iters / seconds:.0f} steps/s, "
         f"compile included) on {jax.devices()[0].platform}")
   print(f"evaluated on {args.eval} held-out samples of each measure:")
@@ -106,17 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"  {name:<{width}}  {value:9.4f}   floor {floor:.4f}   "
           f"{value / floor:6.2f} x floor")
 
-  fig, axes = plt.subplots(1, 2, figsize=(12, 6))
-  k = min(256, args.eval)
-  potentials.plot_ot_map(x[:k], y[:k], forward=True, ax=axes[0])
-  axes[0].set_title(f"forward map T: source -> target "
-                    f"(fit {forward / floor_y:.1f} x floor)")
-  potentials.plot_ot_map(x[:k], y[:k], forward=False, ax=axes[1])
-  axes[1].set_title(f"inverse map: target -> source "
-                    f"(fit {inverse / floor_x:.1f} x floor)")
-  fig.tight_layout()
-  fig.savefig(args.out, dpi=100)
-  plt.close(fig)
+  _plot(potentials, x, y, fits, args.out)
   print(f"wrote {args.out}")
   return 0
 

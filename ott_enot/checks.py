@@ -6,6 +6,7 @@ come from (arrays, loaders, samplers, the potentials' inputs).
 """
 import math
 import numbers
+import os
 from typing import Any, Callable, Optional, Tuple
 
 import jax
@@ -13,6 +14,7 @@ import numpy as np
 
 import optax
 from ott.geometry import costs
+from ott.neural.networks.layers import conjugate as ott_conjugate
 
 __all__ = [
     "DOMAINS",
@@ -78,6 +80,10 @@ def check_hyperparameters(
     cost_fn: Optional[costs.CostFn],
     optimizer_f: Optional[optax.GradientTransformation],
     optimizer_g: Optional[optax.GradientTransformation],
+    conjugate_solver: Any = None,
+    checkpoint_dir: Any = None,
+    checkpoint_every: Any = 1,
+    checkpoint_keep: Any = 1,
 ) -> None:
   """Check the solver's scalar hyper-parameters and the types of its parts.
 
@@ -112,6 +118,23 @@ def check_hyperparameters(
           f"`{name}` must be an optax `GradientTransformation` (e.g. "
           f"`optax.adam(1e-3)`), got {type(opt).__name__}."
       )
+  if conjugate_solver is not None and not isinstance(
+      conjugate_solver, ott_conjugate.FenchelConjugateSolver
+  ):
+    raise TypeError(
+        "`conjugate_solver` must be an ott `FenchelConjugateSolver` (e.g. "
+        "`conjugate.FenchelConjugateLBFGS()`) or None, got "
+        f"{type(conjugate_solver).__name__}."
+    )
+  check_positive_int("checkpoint_every", checkpoint_every)
+  check_positive_int("checkpoint_keep", checkpoint_keep)
+  if checkpoint_dir is not None and not isinstance(
+      checkpoint_dir, (str, os.PathLike)
+  ):
+    raise TypeError(
+        "`checkpoint_dir` must be a path (str or os.PathLike), got "
+        f"{type(checkpoint_dir).__name__}."
+    )
 
 
 def check_on_sphere(

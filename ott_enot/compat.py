@@ -274,7 +274,9 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
           "`setup` re-initialises the solver's own networks; build a new "
           "solver for other networks or another dimension."
       )
-    self._init_state(utils.default_prng_key(rng), optimizer_f, optimizer_g)
+    self.state = self.init_state(
+        utils.default_prng_key(rng), optimizer_f, optimizer_g
+    )
 
   def train_neuraldual(
       self,

@@ -46,6 +46,7 @@ __all__ = [
     "Chunk",
     "plan_chunks",
     "run_chunk",
+    "validate",
     "StateCell",
     "train",
     "chunk_programs_compiled",
@@ -204,7 +205,11 @@ def run_chunk(
   statically, so the device never branches on the direction.
 
   Args:
-    state: State before the chunk (``state.step`` is its first step).
+    state: State before the chunk (``state.step`` is its first step): an
+      :class:`~ott_enot.step.ENOTTrainState`, or a
+      :class:`~ott_enot.step.PopulationState` whose members step together
+      (:func:`~ott_enot.step.train_step`), each applying a position iff it
+      is that member's next step.
     batches: A :class:`~ott_enot.feeds.ChunkBatches`.
     first: Integer scalar, the scan's first step.
     hi: Last step to apply.
@@ -215,8 +220,10 @@ def run_chunk(
   Returns:
     ``(state, metrics, snapshots)``: the state after step ``hi``,
     :class:`~ott_enot.step.StepMetrics` with fields of shape
-    ``[chunk_length]`` (zeros or garbage at masked positions), and
-    ``(params_f, params_g)`` stacked over the snapshot slots.
+    ``[chunk_length]`` (``[chunk_length, members]`` for a
+    :class:`~ott_enot.step.PopulationState`; zeros or garbage at masked
+    positions), and ``(params_f, params_g)`` stacked over the snapshot
+    slots.
   """
   _traces[0] += 1  # once per compiled program (see chunk_programs_compiled)
   group = 2 if config.bidirectional else 1
@@ -229,7 +236,7 @@ def run_chunk(
     k = first + i
     x, y = config.parallel.constrain_batch(batches.train_batch(i, k))
     active = (k == st.step) & (k <= hi)
-    st, metrics = step_lib.enot_step(
+    st, metrics = step_lib.train_step(
         st, x, y, config=config.step, forward=forward, active=active
     )
     if config.snapshots:
@@ -250,14 +257,15 @@ def run_chunk(
 
   def skip_group(carry, g):
     del g
-    zero = jnp.zeros((group,), jnp.float32)
+    zero = jnp.zeros((group,) + state.step.shape, jnp.float32)
     return carry, step_lib.StepMetrics(zero, zero, zero, zero)
 
   def body(carry, g):
     if not config.skip_masked:
       return run_group(carry, g)
     start = first + g * group
-    live = (start + group - 1 >= carry[0].step) & (start <= hi)
+    # a population's live members share the largest step counter
+    live = (start + group - 1 >= jnp.max(carry[0].step)) & (start <= hi)
     return jax.lax.cond(live, run_group, skip_group, carry, g)
 
   snaps = jax.tree.map(
@@ -267,7 +275,7 @@ def run_chunk(
   (state, snaps), metrics = jax.lax.scan(
       body, (state, snaps), jnp.arange(config.chunk_length // group)
   )
-  metrics = jax.tree.map(lambda a: a.reshape(-1), metrics)
+  metrics = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), metrics)
   return state, metrics, snaps
 
 
@@ -286,9 +294,39 @@ def chunk_programs_compiled() -> int:
   return _traces[0]
 
 
-_validation_metrics = jax.jit(
-    step_lib.validation_metrics, static_argnames=("config",)
-)
+def validate(
+    params: tuple, hyper: Optional[step_lib.Hyperparameters], x: jnp.ndarray,
+    y: jnp.ndarray, *, config: step_lib.StepConfig
+) -> tuple:
+  """Validation metrics and the fit beside the floor (pure).
+
+  Args:
+    params: ``(params_f, params_g)``, stacked over the members of a
+      population when ``hyper`` is given.
+    hyper: The population's :class:`~ott_enot.step.Hyperparameters`, or
+      :obj:`None` for one model.
+    x: Validation source batch ``[n, d]``.
+    y: Validation target batch ``[n, d]``.
+    config: The static :class:`~ott_enot.step.StepConfig`.
+
+  Returns:
+    A dict of :class:`~ott_enot.step.ValidationMetrics`' fields, ``fit`` and
+    ``floor`` (:func:`ott_enot.metrics.fit_and_floor`): scalars, or
+    ``[members]`` (``floor`` stays a scalar: it depends on ``y`` only).
+  """
+  if hyper is None:
+    metrics, mapped = step_lib.validation_metrics(*params, x, y, config=config)
+  else:
+    metrics, mapped = jax.vmap(
+        lambda p, h: step_lib.validation_metrics(
+            *p, x, y, config=config, hyper=h
+        )
+    )(params, hyper)
+  fit, floor = metrics_lib.fit_and_floor(mapped, y)
+  return dict(metrics._asdict(), fit=fit, floor=floor)
+
+
+_validate = jax.jit(validate, static_argnames=("config",))
 
 
 class StateCell:
@@ -350,6 +388,13 @@ def _restart(state: step_lib.ENOTTrainState,
 _copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
+def _hyper(state: Any) -> Optional[step_lib.Hyperparameters]:
+  """A population's hyper-parameters; :obj:`None` for one model."""
+  if isinstance(state, step_lib.PopulationState):
+    return state.hyper
+  return None
+
+
 def new_logs() -> Logs:
   """Empty logs, laid out as ott's."""
   return {
@@ -359,9 +404,14 @@ def new_logs() -> Logs:
   }
 
 
+def _value(a: Any) -> Any:
+  """A float, or a list of floats (one per member of a population)."""
+  return np.asarray(a, np.float64).tolist()
+
+
 def _append(logs: Dict[str, List], metrics: Any, row: int):
   for key in ("loss_f", "loss_g", "w_dist"):
-    logs[key].append(float(getattr(metrics, key)[row]))
+    logs[key].append(_value(getattr(metrics, key)[row]))
 
 
 def _log_steps(logs: Logs, chunk: Chunk, metrics: step_lib.StepMetrics,
@@ -423,14 +473,14 @@ class _Validation:
     if not self.enabled or self._compiling is not None:
       return
     params = self.config.parallel.replicated_like(state.params)
+    hyper = _hyper(state)
+    if hyper is not None:
+      hyper = self.config.parallel.replicated_like(hyper)
 
     def compile_all():
       try:
         x, y = self.feed.abstract_valid_batch(self.config.parallel)
-        valid = _validation_metrics.lower(*params, x, y, config=self.config.step)
-        valid.compile()
-        _, mapped = valid.out_info
-        metrics_lib.fit_and_floor.lower(mapped, y).compile()
+        _validate.lower(params, hyper, x, y, config=self.config.step).compile()
       except Exception:  # pylint: disable=broad-except
         pass
 
@@ -442,7 +492,7 @@ class _Validation:
   def after_chunk(self, chunk: Chunk, state: step_lib.ENOTTrainState,
                   snapshots: Any, logs: Logs) -> Optional[float]:
     """Validate after the chunk's validation steps; the last ``w_dist``
-    (``None`` if none ran)."""
+    (``None`` if none ran, or for a population)."""
     inner = self.inner_steps(chunk)
     steps = inner + ([chunk.hi] if chunk.hi and chunk.hi % self.freq == 0
                      else [])
@@ -457,14 +507,12 @@ class _Validation:
         self._compiling.join()
       x, y = self.feed.valid_batch(self.count)
       self.count += 1
-      metrics, mapped = _validation_metrics(
-          *params, x, y, config=self.config.step
+      row = jax.device_get(
+          _validate(params, _hyper(state), x, y, config=self.config.step)
       )
-      fit, floor = metrics_lib.fit_and_floor(mapped, y)
-      row = dict(metrics._asdict(), fit=fit, floor=floor)
       for key, values in logs["valid_logs"].items():
-        values.append(float(row[key]))
-      w_dist = float(metrics.w_dist)
+        values.append(_value(row[key]))
+      w_dist = float(row["w_dist"]) if np.ndim(row["w_dist"]) == 0 else None
     return w_dist
 
 
@@ -484,8 +532,9 @@ class _Progress:
 
   def update(self, chunk: Chunk, metrics: step_lib.StepMetrics) -> None:
     self.bar.update(len(chunk.steps))
-    loss = float(metrics.loss[chunk.hi - chunk.first])
-    self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+    loss = np.asarray(metrics.loss[chunk.hi - chunk.first])
+    # a population: the median loss over its members
+    self.bar.set_postfix(loss=f"{float(np.median(loss)):.4g}", refresh=False)
 
 
 def train(
@@ -558,9 +607,9 @@ def train(
         nxt = chunks[k + 1]
         batches = feed.batches(nxt.steps, nxt.first, length)
       metrics = jax.device_get(metrics)
-      done = int(state.step)
+      done = int(np.max(state.step))  # a population: its live members' step
       _log_steps(logs, chunk, metrics, done, log_freq, config.bidirectional)
-      if bool(state.diverged):
+      if bool(np.all(state.diverged)):  # a population: every member
         raise step_lib.TrainingDivergedError(done, to_potentials(state), logs)
       progress.update(chunk, metrics)
       w_dist = validation.after_chunk(chunk, state, snapshots, logs)

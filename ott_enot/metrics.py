@@ -109,15 +109,18 @@ def fit_and_floor(
   Jitted once per shape.
 
   Args:
-    mapped: :math:`T(x_i)`, ``[n, d]``, ``x_i`` held out from training.
+    mapped: :math:`T(x_i)`, ``[n, d]``, ``x_i`` held out from training; or
+      ``[members, n, d]``, the maps of a population's members.
     target: Held-out target points ``[m, d]`` (``m >= 2``), independent of
       the ``x_i``.
 
   Returns:
-    ``(fit, floor)``, scalars.
+    ``(fit, floor)``: scalars, or ``fit`` of shape ``[members]`` and the one
+    ``floor``.
   """
   half = target.shape[0] // 2
   first, second = target[:half], target[half:2 * half]
-  fit = sinkhorn_divergence(mapped[:half], first)
+  fit_one = lambda m: sinkhorn_divergence(m[:half], first)
+  fit = fit_one(mapped) if mapped.ndim == 2 else jax.vmap(fit_one)(mapped)
   floor = sinkhorn_divergence(second, first)
   return fit, floor

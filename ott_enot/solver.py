@@ -60,17 +60,23 @@ def _default_mlp(out: int) -> nn.Module:
   )
 
 
-def default_optimizer(num_train_iters: int) -> optax.GradientTransformation:
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+def default_optimizer(
+    num_train_iters: int, learning_rate: float = DEFAULT_LEARNING_RATE
+) -> optax.GradientTransformation:
   """The default optimiser of both networks: Adam (``b1 = 0.9``,
-  ``b2 = 0.99``) with a learning rate decaying from ``1e-3`` to ``1e-5`` along
-  a cosine over ``num_train_iters`` steps (then ``1e-5``).
+  ``b2 = 0.99``) with a learning rate decaying from ``learning_rate``
+  (``1e-3``) to a hundredth of it along a cosine over ``num_train_iters``
+  steps (then constant).
 
   On ott's 2-D Gaussian mixtures it gives maps several times closer to the
   target than ott's default (Adam ``3e-4``, ``b1 = b2 = 0.9``, constant):
-  ``benchmarks/defaults.py`` measures both.
+  ``benchmarks/accuracy.py`` measures both.
   """
   schedule = optax.cosine_decay_schedule(
-      1e-3, max(int(num_train_iters), 1), alpha=1e-2
+      learning_rate, max(int(num_train_iters), 1), alpha=1e-2
   )
   return optax.adam(learning_rate=schedule, b1=0.9, b2=0.99)
 
@@ -197,24 +203,11 @@ class ENOTSolver:
         cost_fn=cost_fn,
         optimizer_f=optimizer_f,
         optimizer_g=optimizer_g,
+        conjugate_solver=conjugate_solver,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        checkpoint_keep=checkpoint_keep,
     )
-    if conjugate_solver is not None and not isinstance(
-        conjugate_solver, ott_conjugate.FenchelConjugateSolver
-    ):
-      raise TypeError(
-          "`conjugate_solver` must be an ott `FenchelConjugateSolver` (e.g. "
-          "`conjugate.FenchelConjugateLBFGS()`) or None, got "
-          f"{type(conjugate_solver).__name__}."
-      )
-    checks.check_positive_int("checkpoint_every", checkpoint_every)
-    checks.check_positive_int("checkpoint_keep", checkpoint_keep)
-    if checkpoint_dir is not None and not isinstance(
-        checkpoint_dir, (str, os.PathLike)
-    ):
-      raise TypeError(
-          "`checkpoint_dir` must be a path (str or os.PathLike), got "
-          f"{type(checkpoint_dir).__name__}."
-      )
     self.dim_data = int(dim_data)
     self.cost_fn = enot_costs.canonical_cost(
         costs.SqEuclidean() if cost_fn is None else cost_fn
@@ -242,40 +235,48 @@ class ENOTSolver:
     self.checkpoint_every = int(checkpoint_every)
     self.checkpoint_keep = int(checkpoint_keep)
     self.parallel = sharding.DataParallel.create(mesh)
-    self._init_state(
+    self.default_optimizers = optimizer_f is None and optimizer_g is None
+    self.model = maps.TransportModel(
+        self.parameterisation, self.cost_fn, self.neural_f, self.neural_g,
+        self.dim_data
+    )
+    self.state = self._initial_state(
         utils.default_prng_key(rng),
         default_optimizer(num_train_iters) if optimizer_f is None else
         optimizer_f,
         default_optimizer(num_train_iters) if optimizer_g is None else
         optimizer_g,
     )
-
-  def _init_state(
-      self, rng: jax.Array, optimizer_f: optax.GradientTransformation,
-      optimizer_g: optax.GradientTransformation
-  ) -> None:
-    """The model, fresh networks' states and the step functions."""
-    self.model = maps.TransportModel(
-        self.parameterisation, self.cost_fn, self.neural_f, self.neural_g,
-        self.dim_data
-    )
-    rng_f, rng_g = jax.random.split(rng, 2)
-    init = lambda module, key, tx: step_lib.NetworkState.create(
-        module.init(key, jnp.ones((1, self.dim_data)))["params"], tx
-    )
-    self.state = step_lib.ENOTTrainState.create(
-        init(self.neural_f, rng_f, optimizer_f),
-        init(self.neural_g, rng_g, optimizer_g),
-    )
     # one jitted step per direction, for users who drive training themselves
     config = self.step_config()
     self.step_fns = {
         forward: jax.jit(
-            lambda state, x, y, forward=forward: step_lib.enot_step(
+            lambda state, x, y, forward=forward: step_lib.train_step(
                 state, x, y, config=config, forward=forward
             )
         ) for forward in (True, False)
     }
+
+  def init_state(
+      self, rng: jax.Array, optimizer_f: optax.GradientTransformation,
+      optimizer_g: optax.GradientTransformation
+  ) -> step_lib.ENOTTrainState:
+    """Fresh networks (initialised from ``rng``) and optimiser states."""
+    rng_f, rng_g = jax.random.split(rng, 2)
+    init = lambda module, key, tx: step_lib.NetworkState.create(
+        module.init(key, jnp.ones((1, self.dim_data)))["params"], tx
+    )
+    return step_lib.ENOTTrainState.create(
+        init(self.neural_f, rng_f, optimizer_f),
+        init(self.neural_g, rng_g, optimizer_g),
+    )
+
+  def _initial_state(
+      self, rng: jax.Array, optimizer_f: optax.GradientTransformation,
+      optimizer_g: optax.GradientTransformation
+  ) -> Any:
+    """The state a new solver trains (a population stacks its members')."""
+    return self.init_state(rng, optimizer_f, optimizer_g)
 
   # ---- configuration ----
 

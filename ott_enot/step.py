@@ -18,7 +18,7 @@ steps, as ott does.
 """
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -31,12 +31,15 @@ from ott_enot import losses, maps
 __all__ = [
     "NetworkState",
     "ENOTTrainState",
+    "Hyperparameters",
+    "PopulationState",
     "StepConfig",
     "StepMetrics",
     "ValidationMetrics",
     "TrainingDivergedError",
     "is_forward",
     "enot_step",
+    "train_step",
     "validation_metrics",
 ]
 
@@ -61,9 +64,16 @@ class NetworkState(struct.PyTreeNode):
     """Parameters with a fresh optimiser state."""
     return cls(params, tx.init(params), tx)
 
-  def apply_gradients(self, grads: Params) -> "NetworkState":
-    """One optimiser update: ``params + tx.update(grads)``."""
+  def apply_gradients(self, grads: Params,
+                      scale: Optional[jnp.ndarray] = None) -> "NetworkState":
+    """One optimiser update: ``params + scale * tx.update(grads)``.
+
+    ``scale`` (default 1) multiplies the optimiser's updates: for Adam, SGD
+    and their schedules, the same as multiplying the learning rate.
+    """
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    if scale is not None:
+      updates = jax.tree.map(lambda u: (scale * u).astype(u.dtype), updates)
     return self.replace(
         params=optax.apply_updates(self.params, updates), opt_state=opt_state
     )
@@ -101,6 +111,77 @@ class ENOTTrainState(struct.PyTreeNode):
     return self.replace(
         step=jnp.asarray(step, jnp.int32), diverged=jnp.asarray(False)
     )
+
+
+class Hyperparameters(struct.PyTreeNode):
+  r"""Per-member scalars of a population (:mod:`ott_enot.population`).
+
+  Arrays of shape ``[members]`` in a :class:`PopulationState`, scalars inside
+  one member's step. They replace :class:`StepConfig`'s ``expectile`` and
+  ``expectile_loss_coef`` and scale the optimisers' updates, so that members
+  with different values run in one vmapped program.
+
+  Attributes:
+    expectile: :math:`\tau \in (0, 1]`.
+    expectile_loss_coef: :math:`\lambda \ge 0`.
+    learning_rate_scale: Factor on both optimisers' updates (for Adam and
+      SGD, with or without a schedule, a factor on the learning rate).
+  """
+  expectile: jnp.ndarray
+  expectile_loss_coef: jnp.ndarray
+  learning_rate_scale: jnp.ndarray
+
+
+class PopulationState(struct.PyTreeNode):
+  """The states of a population of ENOT models, stacked on a leading axis.
+
+  Every member is an independent :class:`ENOTTrainState` (its own networks,
+  optimiser states, step counter and divergence flag) with its own
+  :class:`Hyperparameters`; :func:`train_step` vmaps :func:`enot_step` over
+  them, with every member seeing the same batch.
+
+  Attributes:
+    members: An :class:`ENOTTrainState` whose leaves have a leading axis of
+      size ``members``.
+    hyper: :class:`Hyperparameters` of shape ``[members]``.
+  """
+  members: ENOTTrainState
+  hyper: Hyperparameters
+
+  @property
+  def size(self) -> int:
+    """The number of members."""
+    return int(self.members.step.shape[0])
+
+  @property
+  def step(self) -> jnp.ndarray:
+    """``int32[members]``: each member's next step."""
+    return self.members.step
+
+  @property
+  def diverged(self) -> jnp.ndarray:
+    """``bool[members]``: which members stopped on a non-finite step."""
+    return self.members.diverged
+
+  @property
+  def params(self) -> tuple:
+    """``(params_f, params_g)``, stacked over the members."""
+    return self.members.params
+
+  def member(self, i: int) -> ENOTTrainState:
+    """Member ``i``'s state (its hyper-parameters are :attr:`hyper`'s)."""
+    return jax.tree.map(lambda a: a[i], self.members)
+
+  def restart(self, step: Any = 0) -> "PopulationState":
+    """The same networks at ``step`` of a new run (``step = 0``: every member
+    live again) or of a resumed one (``step > 0``: a member that diverged
+    before stays frozen where it stopped, as in an uninterrupted run)."""
+    step = jnp.asarray(step, jnp.int32)
+    frozen = self.members.diverged & (step > 0)
+    members = self.members.replace(
+        step=jnp.where(frozen, self.members.step, step), diverged=frozen
+    )
+    return self.replace(members=members)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,11 +241,17 @@ def is_forward(step: Any, bidirectional: bool) -> Any:
 
 
 def _objective(
-    config: StepConfig, forward: bool
+    config: StepConfig, forward: bool,
+    hyper: Optional[Hyperparameters] = None
 ) -> Callable[..., tuple]:
   """:func:`~ott_enot.losses.enot_loss` of one direction:
-  ``(map_params, potential_params, x, y) -> (loss, terms)``."""
+  ``(map_params, potential_params, x, y) -> (loss, terms)``, with the
+  expectile and its weight of ``hyper`` if given, else of ``config``."""
   model = config.model
+  if hyper is None:
+    expectile, coef = config.expectile, config.expectile_loss_coef
+  else:
+    expectile, coef = hyper.expectile, hyper.expectile_loss_coef
   if forward:
     map_fn, value_fn, cost_fn = (
         model.forward_map, model.potential_g, model.training_cost
@@ -177,8 +264,8 @@ def _objective(
       map_fn=map_fn,
       value_fn=value_fn,
       cost_fn=cost_fn,
-      expectile=config.expectile,
-      expectile_loss_coef=config.expectile_loss_coef,
+      expectile=expectile,
+      expectile_loss_coef=coef,
   )
 
 
@@ -213,6 +300,7 @@ def enot_step(
     config: StepConfig,
     forward: bool,
     active: Any = True,
+    hyper: Optional[Hyperparameters] = None,
 ) -> tuple:
   """One ENOT gradient step in one direction (pure).
 
@@ -229,6 +317,8 @@ def enot_step(
     forward: Direction (static).
     active: Boolean scalar; an inactive step (a masked position of a chunk)
       computes but changes nothing.
+    hyper: Scalar :class:`Hyperparameters` (a population's member) instead
+      of ``config``'s expectile and weight, and a factor on the updates.
 
   Returns:
     ``(new_state, StepMetrics)``. The step applies (and ``step`` advances)
@@ -237,7 +327,7 @@ def enot_step(
     parameters non-finite); an active non-finite step marks the state
     ``diverged`` instead.
   """
-  objective = _objective(config, forward)
+  objective = _objective(config, forward, hyper)
   map_params, pot_params = (
       state.params if forward else state.params[::-1]
   )
@@ -246,8 +336,9 @@ def enot_step(
       objective, argnums=(0, 1), has_aux=True
   )(map_params, pot_params, a, b)
   grads_f, grads_g = (g_map, g_pot) if forward else (g_pot, g_map)
-  new_f = state.f.apply_gradients(grads_f)
-  new_g = state.g.apply_gradients(grads_g)
+  scale = None if hyper is None else hyper.learning_rate_scale
+  new_f = state.f.apply_gradients(grads_f, scale)
+  new_g = state.g.apply_gradients(grads_g, scale)
   finite = _finite(loss, (new_f.params, new_g.params))
   live = active & ~state.diverged
   apply = live & finite
@@ -261,6 +352,46 @@ def enot_step(
       state.diverged | (live & ~finite),
   )
   return new_state, _metrics(config, forward, x, y, loss, terms)
+
+
+def train_step(
+    state: Any,
+    x: jnp.ndarray,
+    y: jnp.ndarray,
+    *,
+    config: StepConfig,
+    forward: bool,
+    active: Any = True,
+) -> tuple:
+  """:func:`enot_step` of one model, or of every member of a population.
+
+  The one place that decides how a state steps: an :class:`ENOTTrainState`
+  takes :func:`enot_step`; a :class:`PopulationState` takes it vmapped over
+  its members, each with its own :class:`Hyperparameters`, all on the same
+  batch ``(x, y)``.
+
+  Args:
+    state: :class:`ENOTTrainState` or :class:`PopulationState`.
+    x: Source batch ``[n, d]``.
+    y: Target batch ``[n, d]``.
+    config: The static :class:`StepConfig`.
+    forward: Direction (static).
+    active: Boolean scalar, or ``[members]`` for a population.
+
+  Returns:
+    ``(new_state, StepMetrics)``; for a population the metrics have shape
+    ``[members]``.
+  """
+  if not isinstance(state, PopulationState):
+    return enot_step(
+        state, x, y, config=config, forward=forward, active=active
+    )
+  member_step = lambda member, hyper, live: enot_step(
+      member, x, y, config=config, forward=forward, active=live, hyper=hyper
+  )
+  active = jnp.broadcast_to(active, state.step.shape)
+  members, metrics = jax.vmap(member_step)(state.members, state.hyper, active)
+  return state.replace(members=members), metrics
 
 
 class ValidationMetrics(NamedTuple):
@@ -284,12 +415,13 @@ class ValidationMetrics(NamedTuple):
 
 def validation_metrics(
     params_f: Params, params_g: Params, x: jnp.ndarray, y: jnp.ndarray, *,
-    config: StepConfig
+    config: StepConfig, hyper: Optional[Hyperparameters] = None
 ) -> Tuple[ValidationMetrics, jnp.ndarray]:
   """:class:`ValidationMetrics` on a batch and the mapped points ``T(x)``
-  ``[n, d]`` (for :func:`ott_enot.metrics.fit_and_floor`); no update."""
+  ``[n, d]`` (for :func:`ott_enot.metrics.fit_and_floor`); no update.
+  ``hyper``: a population member's expectile and weight."""
   model = config.model
-  loss, terms = _objective(config, True)(params_f, params_g, x, y)
+  loss, terms = _objective(config, True, hyper)(params_f, params_g, x, y)
   step = _metrics(config, True, x, y, loss, terms)
   mapped = model.forward_map(params_f, x)
   map_cost = jnp.mean(jax.vmap(model.cost_fn)(x, mapped))

@@ -85,7 +85,7 @@ for name in ("none", "two"):
   out["iter"][name] = report(s, *s(*stream.loaders(jax.random.key(5))))
 out["validation_traced_by"] = sorted(
     thread for fun, thread in traced
-    if fun in ("validation_metrics", "_valid_batch"))
+    if fun in ("validate", "_valid_batch"))
 
 # the placed batches of the iterator path: [W, n, d] with n split
 feed = feeds.IteratorFeed(stream.loaders(jax.random.key(5)), D)

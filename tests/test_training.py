@@ -192,14 +192,14 @@ def test_one_program_per_run_whatever_the_schedule():
   assert loop.chunk_programs_compiled() == before + 1
   assert [n for n in first_run if "run_chunk" in n] == ["jit(run_chunk)"]
   # the rest, each compiled once: the copies of the state (the run's start
-  # and the callback's), the validation metrics and the fit beside the floor
+  # and the callback's), and one validation program (the metrics and the fit
+  # beside the floor)
   assert sorted(first_run) == sorted([
-      "jit(run_chunk)", "jit(_restart)", "jit(<lambda>)",
-      "jit(validation_metrics)", "jit(fit_and_floor)"]), first_run
+      "jit(run_chunk)", "jit(_restart)", "jit(<lambda>)", "jit(validate)"
+  ]), first_run
   # traced once (both runs), on the background thread
-  for name in ("validation_metrics", "fit_and_floor"):
-    assert [thread for fun, thread in traced if fun == name
-           ] == ["ott_enot-compile-validation"], (name, traced)
+  assert [thread for fun, thread in traced if fun == "validate"
+         ] == ["ott_enot-compile-validation"], traced
   assert second_run == []
   assert calls == [0] + list(range(100, 2500, 100)) + [2499]
   assert len(logs["train_logs"]["loss_f"]) == len(range(0, 2500, 7))
@@ -372,7 +372,7 @@ def test_fit_with_a_pure_sampler_reuses_its_program():
   finally:
     monitoring.unregister_event_duration_listener(listener)
   # the validation sampler and metrics compiled while the steps ran
-  for name in ("_valid_batch", "validation_metrics"):
+  for name in ("_valid_batch", "validate"):
     assert [thread for fun, thread in traced if fun == name
            ] == ["ott_enot-compile-validation"], traced
   x = jax.random.normal(jax.random.key(3), (256, 2))
