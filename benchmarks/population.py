@@ -26,7 +26,6 @@ program compiled: steady state). Model-steps/s = members x steps / seconds.
 """
 import argparse
 import pathlib
-import subprocess
 import time
 
 import jax
@@ -35,6 +34,7 @@ import numpy as np
 from ott.neural.networks import potentials as P
 from ott.tools.gaussian_mixture import gaussian
 
+import common
 import ott_enot
 from ott_enot import population, w2bench
 
@@ -44,14 +44,6 @@ GRID = population.grid(
     learning_rate=[3e-4, 1e-3]
 )
 
-
-def _commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
-  except Exception:  # pylint: disable=broad-except
-    return "unknown"
 
 
 class GaussianProblem:
@@ -102,7 +94,7 @@ def _nets(widths):
 
 def regret(a) -> None:
   print(f"device {jax.devices()[0].platform}; jax {jax.__version__}; commit "
-        f"{_commit()}; {len(GRID)} members (tau x lambda x lr); steps "
+        f"{common.commit()}; {len(GRID)} members (tau x lambda x lr); steps "
         f"{a.steps}; batch {a.batch}; MLP {a.widths}; {a.seeds} seed(s)\n")
   print("| problem | seed | best L2-UV % (member) | chosen L2-UV % (member) | "
         "regret (points) | chosen's rank | median | worst | chosen fit/floor "
@@ -158,12 +150,12 @@ def speed(a) -> None:
       GaussianProblem(a.dim))
   members = [dict(m, seed=i) for i, m in
              enumerate((GRID * (a.members // len(GRID) + 1))[:a.members])]
-  common = dict(num_train_iters=a.steps, valid_freq=a.steps,
+  shared = dict(num_train_iters=a.steps, valid_freq=a.steps,
                 log_freq=a.steps, progress_bar=False, chunk_size=500,
                 parameterisation="twist")
   dev = jax.devices()[0]
   print(f"device {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
-        f"commit {_commit()}; d {prob.dim}; MLP {a.widths}; batch {a.batch}; "
+        f"commit {common.commit()}; d {prob.dim}; MLP {a.widths}; batch {a.batch}; "
         f"steps {a.steps}; {a.members} members\n")
 
   pop, sampler = [], prob.sampler(a.batch)  # one sampler: one program
@@ -172,7 +164,7 @@ def speed(a) -> None:
     start = time.perf_counter()
     if not pop:  # the second run trains the same population again
       pop.append(ott_enot.ENOTPopulation(prob.dim, members=members,
-                                         **_nets(a.widths), **common))
+                                         **_nets(a.widths), **shared))
     result = pop[0].fit(sampler, rng=jax.random.key(0))
     jax.block_until_ready(result.member(0).transport(prob.sample_p(
         jax.random.key(0), 8)))
@@ -187,7 +179,7 @@ def speed(a) -> None:
           prob.dim, **_nets(a.widths), optimizer_f=opt(), optimizer_g=opt(),
           expectile=m["expectile"],
           expectile_loss_coef=m["expectile_loss_coef"],
-          rng=jax.random.key(m["seed"]), **common)
+          rng=jax.random.key(m["seed"]), **shared)
       pots = solver.fit(sampler, rng=jax.random.key(0))
       jax.block_until_ready(pots.transport(prob.sample_p(jax.random.key(0), 8)))
     return time.perf_counter() - start

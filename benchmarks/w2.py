@@ -34,7 +34,6 @@ import contextlib
 import io
 import itertools
 import pathlib
-import subprocess
 import time
 
 import jax
@@ -45,6 +44,7 @@ from ott.geometry import costs
 from ott.neural.methods import expectile_neural_dual as ott_enot_module
 from ott.neural.networks import potentials
 
+import common
 import ott_enot
 from ott_enot import w2bench
 
@@ -126,14 +126,6 @@ def _mean_std(values, fmt):
           f"{format(np.std(values, ddof=1), fmt)}")
 
 
-def _commit():
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
-  except Exception:  # pylint: disable=broad-except
-    return "unknown"
-
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,7 +155,7 @@ def main():
 
   dev = jax.devices()[0]
   print(f"device: {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
-        f"commit {_commit()}; steps {a.steps}; batch {a.batch}; MLP "
+        f"commit {common.commit()}; steps {a.steps}; batch {a.batch}; MLP "
         f"{a.widths} ELU; Adam(.9, {a.b2}) lr {a.lr} "
         + ("constant" if a.constant_lr else f"cosine to {a.lr_alpha}x")
         + f"; tau {a.tau}; lambda {a.lam}; ott_enot {a.parameterisation}; "

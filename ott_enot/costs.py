@@ -94,12 +94,9 @@ class Euclidean(costs.Euclidean):
 
   def __init__(self, surrogate_p: float = 1.75):
     super().__init__()
-    if not surrogate_p > 1.0:
-      raise ValueError(
-          f"`surrogate_p` must be > 1 (a strictly convex surrogate), got "
-          f"{surrogate_p}."
-      )
-    self.surrogate_p = float(surrogate_p)
+    self.surrogate_p = numerics.power_above_one(
+        "surrogate_p", surrogate_p, "a strictly convex surrogate"
+    )
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """:math:`\|x - y\|` of two points ``[d]``."""
@@ -136,9 +133,7 @@ class EuclideanPower(costs.TICost):
   """
 
   def __init__(self, p: float = 1.5):
-    if not p > 1.0:
-      raise ValueError(f"`p` must be > 1 (strictly convex), got {p}.")
-    self.p = float(p)
+    self.p = numerics.power_above_one("p", p, "strictly convex")
 
   def h(self, z: jnp.ndarray) -> jnp.ndarray:  # noqa: D102
     return numerics.norm(z) ** self.p / self.p

@@ -2,7 +2,7 @@ r"""Numerically stable building blocks of the costs."""
 import jax
 import jax.numpy as jnp
 
-__all__ = ["norm"]
+__all__ = ["norm", "power_above_one"]
 
 
 @jax.custom_jvp
@@ -32,3 +32,10 @@ def _norm_jvp(primals, tangents):
   length = jnp.linalg.norm(u)
   unit = u / jnp.where(length > 0, length, 1.0)
   return safe * length, jnp.vdot(unit, t)
+
+
+def power_above_one(name: str, p: float, why: str) -> float:
+  """``float(p)`` if ``p > 1``, else a ``ValueError`` naming ``name``."""
+  if not p > 1.0:
+    raise ValueError(f"`{name}` must be > 1 ({why}), got {p}.")
+  return float(p)

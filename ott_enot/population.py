@@ -257,7 +257,9 @@ class ENOTPopulation(solver_lib.ENOTSolver):
   :meth:`__call__` (ott's loaders) feed every member the same batches and
   return a :class:`PopulationResult`. The state (:attr:`state`, a
   :class:`~ott_enot.step.PopulationState`) is one pytree: checkpoints save
-  and resume it whole, and a ``mesh`` replicates every member on every
+  and resume it whole (the latest ones; a "best" checkpoint by ``w_dist`` is
+  not kept, since members are chosen by :class:`PopulationResult`), and a
+  ``mesh`` replicates every member on every
   device and splits each batch over them (as for one model; it keeps all
   members in step on one batch and needs no member count that divides the
   devices). Training stops with :class:`~ott_enot.TrainingDivergedError`

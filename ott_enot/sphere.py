@@ -15,6 +15,7 @@ import jax.tree_util as jtu
 from ott.geometry import costs
 
 from ott_enot import checks
+from ott_enot import numerics
 from ott_enot.numerics import norm
 
 __all__ = [
@@ -144,12 +145,9 @@ class SphereGeodesic(_SphereCost):
   """
 
   def __init__(self, surrogate_p: float = 1.75):
-    if not surrogate_p > 1.0:
-      raise ValueError(
-          f"`surrogate_p` must be > 1 (a strictly convex surrogate), got "
-          f"{surrogate_p}."
-      )
-    self.surrogate_p = float(surrogate_p)
+    self.surrogate_p = numerics.power_above_one(
+        "surrogate_p", surrogate_p, "a strictly convex surrogate"
+    )
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """Geodesic distance between unit vectors ``x`` and ``y``, ``[d]``."""
@@ -240,9 +238,7 @@ class SphereGeodesicPower(_SphereCost):
   """
 
   def __init__(self, p: float = 1.5):
-    if not p > 1.0:
-      raise ValueError(f"`p` must be > 1 (strictly convex), got {p}.")
-    self.p = float(p)
+    self.p = numerics.power_above_one("p", p, "strictly convex")
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """:math:`d(x, y)^p / p` of unit vectors ``[d]``."""

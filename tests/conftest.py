@@ -33,7 +33,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 _LONGEST_FIRST = (
     "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
     "test_training.py", "test_dropin.py", "test_cost_properties.py",
-    "test_checkpoints.py",
+    "test_checkpoints.py", "test_population.py",
 )
 
 

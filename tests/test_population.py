@@ -15,7 +15,7 @@ MEMBERS = [
     {"seed": 0, "expectile": 0.99, "expectile_loss_coef": 0.5,
      "learning_rate": 1e-3},
     {"seed": 1, "expectile": 0.9, "expectile_loss_coef": 0.3,
-     "learning_rate": 1e-3},
+     "learning_rate": 3e-4},
     {"seed": 0, "expectile": 0.99, "expectile_loss_coef": 1.0,
      "learning_rate": 3e-4},
 ]
@@ -57,11 +57,11 @@ def _alone(member, points):
   return solver.fit(*points, batch_size=BATCH)
 
 
-# members 1 and 2 differ from member 0 in seed, tau and lambda, and in the
-# learning rate and lambda (member 0 is compared through the others)
-@pytest.mark.parametrize("i", [1, 2])
-def test_member_equals_its_config_trained_alone(trained, points, pair2, i):
+def test_member_equals_its_config_trained_alone(trained, points, pair2):
+  # member 1 differs from member 0 (the population's defaults but for the
+  # seed) in every setting: seed, tau, lambda and the learning rate
   _, result = trained
+  i = 1
   alone, logs = _alone(MEMBERS[i], points)
   x = pair2.x_test[:256]
   mine = result.member(i)
@@ -77,10 +77,18 @@ def test_member_equals_its_config_trained_alone(trained, points, pair2, i):
   )
   member_logs = result.member_logs(i)
   for part in ("train_logs", "valid_logs"):
-    for key in ("loss_f", "loss_g", "w_dist"):
+    # the dual estimate does not depend on the potentials' additive
+    # constants; the losses do, and the objective leaves those constants
+    # free (their gradient is zero up to rounding, which Adam normalises into
+    # steps of size lr), so they drift apart by up to ~STEPS * lr
+    np.testing.assert_allclose(
+        member_logs[part]["w_dist"], logs[part]["w_dist"], rtol=1e-3,
+        atol=1e-4, err_msg=f"{part}/w_dist"
+    )
+    for key in ("loss_f", "loss_g"):
       np.testing.assert_allclose(
-          member_logs[part][key], logs[part][key], rtol=1e-3, atol=1e-4,
-          err_msg=f"{part}/{key}"
+          member_logs[part][key], logs[part][key],
+          atol=STEPS * MEMBERS[i]["learning_rate"], err_msg=f"{part}/{key}"
       )
   np.testing.assert_allclose(
       member_logs["valid_logs"]["fit"], logs["valid_logs"]["fit"], rtol=1e-3
