@@ -27,13 +27,15 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-# The longest modules first: pytest-xdist (`--dist loadscope`) hands modules to
-# free workers in collection order, so a long module collected last would run
-# alone at the end while the other worker idles.
+# The longest modules first (measured, longest processing time first):
+# pytest-xdist (`--dist loadscope`) hands modules to free workers in
+# collection order, so a long module collected last would run alone at the
+# end while the other worker idles.
 _LONGEST_FIRST = (
-    "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
-    "test_training.py", "test_dropin.py", "test_cost_properties.py",
-    "test_checkpoints.py", "test_population.py",
+    "test_cost_properties.py", "test_enot_costs.py", "test_tutorial.py",
+    "test_dropin.py", "test_training.py", "test_checkpoints.py",
+    "test_solver.py", "test_sharding.py", "test_population.py",
+    "test_data.py",
 )
 
 
