@@ -323,8 +323,8 @@ class ENOTPopulation(solver_lib.ENOTSolver):
     if have is not None and need > have:
       raise ValueError(
           f"A population of {len(self.members)} members needs about "
-          f"{need / 2**20:.0f} MiB for its states (parameters, optimiser "
-          f"states, gradients), more than the {have / 2**20:.0f} MiB "
+          f"{need / 2**20:.3g} MiB for its states (parameters, optimiser "
+          f"states, gradients), more than the {have / 2**20:.3g} MiB "
           f"available: train fewer members at a time, or smaller networks."
       )
 
