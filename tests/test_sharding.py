@@ -128,6 +128,23 @@ for what, run in (
     errors[what] = str(err)
 out["errors"] = errors
 out["compiled_by_errors"] = loop.chunk_programs_compiled() - compiled
+
+# a population: every member replicated, each batch split over the devices
+out["population"] = {{}}
+for name in ("none", "two"):
+  pop = ott_enot.ENOTPopulation(
+      D, neural_f=P.MLP([WIDTH, WIDTH, 1]), neural_g=P.MLP([WIDTH, WIDTH, 1]),
+      members=[{{"expectile": 0.99}},
+               {{"expectile": 0.9, "learning_rate_scale": 0.5}}],
+      num_train_iters=STEPS, valid_freq=50, log_freq=10, chunk_size=50,
+      logging=True, progress_bar=False, mesh=meshes[name])
+  result = pop.fit(stream)
+  out["population"][name] = {{
+      "forward": [np.asarray(result.member(i).transport(x_test)).tolist()
+                  for i in range(2)],
+      "w_dist": result.logs["valid_logs"]["w_dist"],
+      "sharding": str(pop.state.members.f.params["Dense_0"]["kernel"].sharding),
+  }}
 json.dump(out, sys.stdout)
 """
 
@@ -261,3 +278,15 @@ def test_batch_that_does_not_split_is_refused(report, what, name):
   assert name in msg and str(N - 1) in msg and "2 devices" in msg, msg
   assert "multiple of 2" in msg, msg
   assert report["compiled_by_errors"] == 0
+
+
+def test_a_population_on_two_devices_agrees_with_one(report):
+  a, b = report["population"]["none"], report["population"]["two"]
+  np.testing.assert_allclose(b["forward"], a["forward"], atol=2e-5)
+  np.testing.assert_allclose(b["w_dist"], a["w_dist"], rtol=1e-4, atol=1e-5)
+  assert np.shape(a["w_dist"]) == (3, 2)  # validations x members
+  assert "NamedSharding" in b["sharding"]
+  assert "P()" in b["sharding"].replace("PartitionSpec", "P")  # replicated
+  # two members, two different maps
+  gap = np.max(np.abs(np.subtract(a["forward"][0], a["forward"][1])))
+  assert gap > 1e-3, gap
