@@ -34,7 +34,7 @@ from ott_enot.data import PointCloudStream
 from ott_enot.losses import enot_loss, expectile_loss
 from ott_enot.population import ENOTPopulation, PopulationResult
 from ott_enot.potentials import ENOTPotentials
-from ott_enot.sharding import batch_mesh
+from ott_enot.sharding import ProcessFailedError, batch_mesh
 from ott_enot.solver import ENOTSolver
 from ott_enot.step import TrainingDivergedError
 
@@ -48,6 +48,7 @@ __all__ = [
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "TrainingDivergedError",
+    "ProcessFailedError",
     "PointCloudStream",
     "batch_mesh",
     "SphereGeodesic",

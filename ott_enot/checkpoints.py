@@ -121,6 +121,10 @@ class Checkpointer:
           best_mode="max",
           enable_async_checkpointing=True,
           create=True,
+          # several processes: the two managers may save one step at once;
+          # their barriers must not share names
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+              barrier_sync_key_prefix=kind),
       )
       self._managers[kind] = ocp.CheckpointManager(
           os.path.join(self.directory, kind), options=options,
@@ -179,8 +183,18 @@ class Checkpointer:
           step, args=args, metrics={"w_dist": float(w_dist)}, force=True
       )
 
-  def close(self) -> None:
-    """Finish pending writes and release the managers."""
+  def close(self, wait: bool = True) -> None:
+    """Finish pending writes and release the managers.
+
+    Args:
+      wait: Wait for pending writes. :obj:`False` when another process of
+        the run died: its part of a pending write never comes, and orbax's
+        barrier would wait for it; the write is abandoned (it was atomic:
+        the checkpoints before it stay complete).
+    """
+    if not wait:
+      self._managers = {}
+      return
     for manager in self._managers.values():
       manager.wait_until_finished()
       manager.close()

@@ -37,6 +37,7 @@ from ott import utils
 from ott.neural.methods import neuraldual
 from ott.neural.networks import potentials as ott_potentials
 
+from ott_enot import sharding
 from ott_enot import solver as solver_lib
 from ott_enot import step as step_lib
 
@@ -60,7 +61,7 @@ def _warn_unused_w2_options(
     ignored.append(f"amortization_loss={amortization_loss!r}")
   if not parallel_updates:
     ignored.append("parallel_updates=False")
-  if ignored:
+  if ignored and sharding.is_main_process():  # one voice: process 0
     warnings.warn(
         f"ExpectileNeuralDual ignores the W2NeuralDual option(s) "
         f"{', '.join(ignored)}: ENOT updates both networks from one gradient "

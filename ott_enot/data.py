@@ -17,6 +17,7 @@ CDF on the cumulative weights) and :math:`O(n)` without (Gumbel top-k, no
 point twice in a batch). Memory is :math:`O(n + m)`: the :math:`n \times m`
 cost matrix is never formed.
 """
+import functools
 import math
 import numbers
 from typing import Any, Iterator, Optional, Tuple, Union
@@ -380,7 +381,10 @@ class PointCloudStream:
       rng: Optional[jax.Array] = None,
       start: int = 0,
       valid_start: int = 0,
-  ) -> Tuple[Iterator[jnp.ndarray], ...]:
+      *,
+      process_index: Optional[int] = None,
+      process_count: Optional[int] = None,
+  ) -> Tuple[Iterator[np.ndarray], ...]:
     """The four iterators :class:`~ott_enot.ExpectileNeuralDual` takes.
 
     ``(train_source, train_target, valid_source, valid_target)``, infinite and
@@ -388,22 +392,50 @@ class PointCloudStream:
     batches are those of ``sample_step(rng, i)``. Without a validation split,
     the validation iterators sample the training split.
 
+    With several processes (:func:`jax.distributed.initialize`), each
+    process's iterators yield its share of every batch: rows
+    ``[p * b / P, (p + 1) * b / P)`` of the batch of ``b`` points, for
+    process ``p`` of ``P``, the local part that a mesh over all processes
+    assembles into the global batch.
+
     Args:
       rng: Key of the sampling.
       start: Index of the first training batch: to resume a run from a
         checkpoint of step ``k``, ``k + 1``.
       valid_start: Index of the first validation batch: to resume, the
         checkpoint's ``num_validations``.
+      process_index: Whose share to yield; default
+        :func:`jax.process_index`.
+      process_count: Into how many shares a batch is split; default
+        :func:`jax.process_count` (1: whole batches).
+
+    Raises:
+      ValueError: if a batch does not split into ``process_count`` equal
+        shares, or ``process_index`` is not one of them.
     """
+    count = jax.process_count() if process_count is None else process_count
+    index = jax.process_index() if process_index is None else process_index
+    if count < 1 or not 0 <= index < count:
+      raise ValueError(
+          f"`process_index` must be in [0, `process_count`), with "
+          f"`process_count` >= 1; got {index} and {count}."
+      )
+    for measure in self._measures():
+      if measure.batch_size % count:
+        raise ValueError(
+            f"The batch size {measure.batch_size} does not split into "
+            f"{count} equal shares (one per process): use a multiple of "
+            f"{count}."
+        )
     key = jax.random.key(0) if rng is None else rng
     keys = jax.random.split(key, 4)
-    draw = jax.jit(lambda m, k: m.sample(k))
 
     def iterate(measure: WeightedPoints, k: jax.Array,
-                i: int) -> Iterator[jnp.ndarray]:
-      while True:
-        yield draw(measure, jax.random.fold_in(k, i))
-        i += 1
+                i: int) -> Iterator[np.ndarray]:
+      while True:  # host arrays, as a data pipeline yields them
+        yield from np.asarray(_draw_block(
+            measure, k, jnp.asarray(i, jnp.int32), _BLOCK, index, count))
+        i += _BLOCK
 
     firsts = (int(start), int(start), int(valid_start), int(valid_start))
     return tuple(
@@ -420,6 +452,22 @@ class PointCloudStream:
   def tree_unflatten(cls, aux_data, children):  # noqa: D102
     del aux_data
     return cls(*children)
+
+
+#: Batches :meth:`PointCloudStream.loaders` draws per dispatch.
+_BLOCK = 64
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _draw_block(measure: WeightedPoints, key: jax.Array, first: jnp.ndarray,
+                count: int, index: int, shares: int) -> jnp.ndarray:
+  """Batches ``first, ..., first + count - 1`` of ``measure`` keyed by
+  ``fold_in(key, i)`` (as :meth:`PointCloudStream.sample_step`), rows of
+  share ``index`` of ``shares``: ``[count, batch / shares, d]``."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+      first + jnp.arange(count))
+  share = measure.batch_size // shares
+  return jax.vmap(measure.sample)(keys)[:, index * share:(index + 1) * share]
 
 
 def point_cloud_of(

@@ -25,7 +25,7 @@ anything compiles and decides where the arrays live: with a
 replicated and stacked batches are split along their batch axis.
 """
 import itertools
-from typing import Any, Callable, Iterator, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -149,15 +149,25 @@ class DeviceFeed:
 
     Raises:
       ValueError: for NaN/inf or off-sphere points in a sampler's first
-        batch, or a batch that does not split over ``parallel``'s devices.
+        batch, or a batch that does not split over ``parallel``'s devices;
+        with several processes, also for data that differ between them
+        (on every process, naming the process).
     """
     del validation
-    x, _ = jax.eval_shape(_first_batch, self.source)
-    if self.check_sampler:
-      for arr in _first_batch(self.source):
-        checks.check_points("sampler", arr, self.dim, self.domain,
-                            source="yielded")
-    parallel.check_batch_size(x.shape[0], self.batch_name)
+
+    def check():
+      x, _ = jax.eval_shape(_first_batch, self.source)
+      if self.check_sampler:
+        for arr in _first_batch(self.source):
+          checks.check_points("sampler", arr, self.dim, self.domain,
+                              source="yielded")
+      parallel.check_batch_size(x.shape[0], self.batch_name)
+
+    # several processes: the same data on every process, or an error on all
+    parallel.checked(check, same=lambda _: {
+        "data (a checksum of the points and key the batches are drawn "
+        "from)": sharding.fingerprint(self.source)
+    })
     self.source = parallel.replicate(self.source)
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
@@ -216,28 +226,43 @@ class IteratorFeed:
     """Check the first batches (training, and validation if it will run);
     stack later chunks with the batch axis split over ``parallel``'s devices.
 
+    With several processes each loader yields this process's rows of the
+    global batch; the checks agree across processes
+    (:meth:`~ott_enot.sharding.DataParallel.agree`).
+
     Raises:
-      ValueError: naming the loader, for an empty loader, a bad batch or a
-        training batch that does not split over the devices, before
-        anything compiles.
+      ValueError: naming the loader (and the process), for an empty loader,
+        a bad batch or a training batch that does not split over the
+        devices, before anything compiles.
     """
-    self._valid_avals = ()
-    for j in (0, 1, 2, 3) if validation else (0, 1):
-      try:
-        first = next(self.iters[j])
-      except StopIteration:
-        raise ValueError(
-            f"`{self.names[j]}` is empty: it must yield batches."
-        ) from None
-      first = self._check(j, first)
-      if j < 2:
-        parallel.check_batch_size(
-            first.shape[0], f"The batch size of `{self.names[j]}`"
-        )
-      else:
-        self._valid_avals += (jax.ShapeDtypeStruct(first.shape, first.dtype),)
-      self.iters[j] = itertools.chain([first], self.iters[j])
     self.parallel = parallel
+
+    def check_firsts():
+      firsts = []
+      for j in (0, 1, 2, 3) if validation else (0, 1):
+        try:
+          first = next(self.iters[j])
+        except StopIteration:
+          raise ValueError(
+              f"`{self.names[j]}` is empty: it must yield batches."
+          ) from None
+        first = self._check(j, first)
+        if j < 2:
+          parallel.check_local_batch_size(
+              first.shape[0], f"The batch size of `{self.names[j]}`"
+          )
+        firsts.append(first)
+        self.iters[j] = itertools.chain([first], self.iters[j])
+      return firsts
+
+    firsts = parallel.checked(check_firsts, same=lambda firsts: {
+        f"batch size of `{self.names[j]}`": f.shape[0]
+        for j, f in enumerate(firsts)
+    })
+    self._valid_avals = tuple(
+        jax.ShapeDtypeStruct((parallel.global_rows(f.shape[0]),) + f.shape[1:],
+                             f.dtype) for f in firsts[2:]
+    )
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
     """The abstract validation batch (nothing to compile: batches come from
@@ -263,6 +288,17 @@ class IteratorFeed:
       )
     return x, y
 
+  def _pairs(self, count: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The next ``count`` training pairs, of one fixed size."""
+    pairs = [self._pair(0, 1) for _ in range(count)]
+    shape = pairs[0][0].shape
+    if any(p[k].shape != shape for p in pairs for k in (0, 1)):
+      raise ValueError(
+          "The training loaders must yield batches of one fixed size; got "
+          f"sizes {sorted({p[k].shape[0] for p in pairs for k in (0, 1)})}."
+      )
+    return pairs
+
   def batches(self, steps: Sequence[int], first: int,
               length: int) -> StackedBatches:
     """Stack the batches of ``steps`` (consecutive) at their scan positions.
@@ -271,15 +307,11 @@ class IteratorFeed:
     repeat a real batch so that every position holds valid points.
 
     Raises:
-      ValueError: for a bad batch or an exhausted loader, naming it.
+      ValueError: for a bad batch or an exhausted loader, naming it (and,
+        with several processes, the process: on every process).
     """
-    pairs = [self._pair(0, 1) for _ in steps]
+    pairs = self.parallel.checked(lambda: self._pairs(len(steps)))
     shape = pairs[0][0].shape
-    if any(p[k].shape != shape for p in pairs for k in (0, 1)):
-      raise ValueError(
-          "The training loaders must yield batches of one fixed size; got "
-          f"sizes {sorted({p[k].shape[0] for p in pairs for k in (0, 1)})}."
-      )
     offset = steps[0] - first
     xs = np.empty((length,) + shape, np.result_type(*(p[0] for p in pairs)))
     ys = np.empty((length,) + shape, np.result_type(*(p[1] for p in pairs)))
@@ -291,4 +323,5 @@ class IteratorFeed:
   def valid_batch(self, count: int) -> Batch:
     """The next validation batch (on all devices with a mesh)."""
     del count
-    return self.parallel.replicate(self._pair(2, 3))
+    return self.parallel.place_batch(
+        self.parallel.checked(lambda: self._pair(2, 3)))

@@ -341,6 +341,7 @@ class StateCell:
 
   def __init__(self, state: step_lib.ENOTTrainState):
     self.state = state
+    self.verified = None  # several processes: the last complete chunk's
 
 
 @contextlib.contextmanager
@@ -376,6 +377,32 @@ def _dispatch(cell: StateCell, batches: feeds.ChunkBatches, chunk: Chunk,
     )
     cell.state = state
   return state, metrics, snaps
+
+
+@contextlib.contextmanager
+def _peers_watched(cell: StateCell,
+                   parallel: sharding.DataParallel) -> Iterator[None]:
+  """Several processes: turn a failed collective (another process died)
+  into a :class:`~ott_enot.sharding.ProcessFailedError`, the cell holding
+  the state of the last chunk this process saw complete.
+
+  A collective that fails poisons the outputs of its chunk, and the chunk's
+  input was donated; so with several processes the loop keeps one more
+  copy of the state, taken as each chunk completes (:func:`train`'s
+  ``cell.verified``).
+  """
+  if not parallel.multi_process:
+    yield
+    return
+  cell.verified = _copy(cell.state)
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    cell.state = cell.verified
+    raise sharding.ProcessFailedError(
+        int(np.max(jax.device_get(cell.state.step))) - 1, e) from e
+  finally:
+    cell.verified = None
 
 
 @jax.jit
@@ -521,6 +548,8 @@ class _Progress:
 
   def __init__(self, total: int, start: int, enabled: bool):
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+    # several processes: one bar, process 0's
+    enabled = enabled and sharding.is_main_process()
     self.bar = tqdm(total=total, initial=start, disable=not enabled,
                     unit="step")
 
@@ -596,7 +625,8 @@ def train(
   validation = _Validation(feed, config, valid_freq, num_train_iters, start)
   feed.prepare(config.parallel, validation=validation.enabled)
   cell.state = _restart(config.parallel.replicate(cell.state), start)
-  with _Progress(num_train_iters, start, progress_bar) as progress, validation:
+  with _Progress(num_train_iters, start, progress_bar) as progress, \
+      validation, _peers_watched(cell, config.parallel):
     batches = feed.batches(chunks[0].steps, chunks[0].first, length)
     for k, chunk in enumerate(chunks):
       state, metrics, snapshots = _dispatch(
@@ -608,6 +638,8 @@ def train(
         batches = feed.batches(nxt.steps, nxt.first, length)
       metrics = jax.device_get(metrics)
       done = int(np.max(state.step))  # a population: its live members' step
+      if config.parallel.multi_process:  # this chunk is complete: keep it
+        cell.verified = _copy(state)
       _log_steps(logs, chunk, metrics, done, log_freq, config.bidirectional)
       if bool(np.all(state.diverged)):  # a population: every member
         raise step_lib.TrainingDivergedError(done, to_potentials(state), logs)

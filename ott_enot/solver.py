@@ -563,6 +563,7 @@ class ENOTSolver:
         )
     ckpt = self.checkpointer()
     cell = loop.StateCell(self.state)
+    peers_lost = False
     try:
       return loop.train(
           cell,
@@ -578,10 +579,13 @@ class ENOTSolver:
           logs=logs,
           checkpointer=ckpt,
       )
+    except sharding.ProcessFailedError:
+      peers_lost = True  # pending writes wait for the lost process: drop them
+      raise
     finally:  # whatever raised: the last completed state, never a donated one
       self.state = cell.state
       if ckpt is not None:
-        ckpt.close()
+        ckpt.close(wait=not peers_lost)
 
   # ---- results ----
 

@@ -32,7 +32,8 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # collection order, so a long module collected last would run alone at the
 # end while the other worker idles.
 _LONGEST_FIRST = (
-    "test_cost_properties.py", "test_enot_costs.py", "test_tutorial.py",
+    "test_cost_properties.py", "test_enot_costs.py", "test_multiprocess.py",
+    "test_tutorial.py",
     "test_dropin.py", "test_training.py", "test_checkpoints.py",
     "test_solver.py", "test_sharding.py", "test_population.py",
     "test_data.py",
