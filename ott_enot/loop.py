@@ -415,13 +415,6 @@ def _restart(state: step_lib.ENOTTrainState,
 _copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
-def _hyper(state: Any) -> Optional[step_lib.Hyperparameters]:
-  """A population's hyper-parameters; :obj:`None` for one model."""
-  if isinstance(state, step_lib.PopulationState):
-    return state.hyper
-  return None
-
-
 def new_logs() -> Logs:
   """Empty logs, laid out as ott's."""
   return {
@@ -500,7 +493,7 @@ class _Validation:
     if not self.enabled or self._compiling is not None:
       return
     params = self.config.parallel.replicated_like(state.params)
-    hyper = _hyper(state)
+    hyper = state.hyper  # a population's; None for one model
     if hyper is not None:
       hyper = self.config.parallel.replicated_like(hyper)
 
@@ -535,7 +528,7 @@ class _Validation:
       x, y = self.feed.valid_batch(self.count)
       self.count += 1
       row = jax.device_get(
-          _validate(params, _hyper(state), x, y, config=self.config.step)
+          _validate(params, state.hyper, x, y, config=self.config.step)
       )
       for key, values in logs["valid_logs"].items():
         values.append(_value(row[key]))

@@ -102,6 +102,12 @@ class ENOTTrainState(struct.PyTreeNode):
     return cls(f, g, jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
   @property
+  def hyper(self) -> None:
+    """One model's hyper-parameters are :class:`StepConfig`'s: :obj:`None`
+    (a :class:`PopulationState` holds its members')."""
+    return None
+
+  @property
   def params(self) -> tuple:
     """``(params_f, params_g)``."""
     return self.f.params, self.g.params
