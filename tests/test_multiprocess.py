@@ -249,3 +249,48 @@ def test_latest_checkpoint_of_a_killed_run_resumes(runs, tmp_path):
   assert int(s.state.step) == problem.STEPS
   assert all(np.isfinite(np.asarray(a)).all()
              for a in jax.tree.leaves(s.state.f.params))
+
+
+# -- the single-process side of the same code (no processes spawned) --------
+
+
+def test_loaders_shares_concatenate_to_the_whole_batch():
+  whole = problem.stream.loaders(problem.KEY, process_count=1)
+  shares = [problem.stream.loaders(problem.KEY, process_index=i,
+                                   process_count=2) for i in (0, 1)]
+  for _ in range(3):
+    for j in range(4):  # train/valid source/target
+      parts = [next(share[j]) for share in shares]
+      assert all(p.shape == (problem.N // 2, problem.D) for p in parts)
+      np.testing.assert_array_equal(np.concatenate(parts), next(whole[j]))
+  # batch i is sample_step(key, i)'s, as the devices draw it in `fit`
+  x, _ = problem.stream.sample_step(problem.KEY, 3)
+  np.testing.assert_array_equal(
+      np.concatenate([next(share[0]) for share in shares]), np.asarray(x))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(process_count=3), "does not split into 3 equal shares"),
+    (dict(process_index=2, process_count=2), "process_index"),
+])
+def test_loaders_refuse_shares_that_do_not_exist(kw, match):
+  with pytest.raises(ValueError, match=match):
+    problem.stream.loaders(problem.KEY, **kw)
+
+
+def test_fingerprint_tells_data_apart():
+  fp = ott_enot.sharding.fingerprint
+  tree = {"x": problem.X, "key": jax.random.key(1)}
+  assert fp(tree) == fp({"x": problem.X.copy(), "key": jax.random.key(1)})
+  assert fp(tree) != fp({"x": problem.X + 1e-6, "key": jax.random.key(1)})
+  assert fp(tree) != fp({"x": problem.X, "key": jax.random.key(2)})
+
+
+def test_agree_in_one_process_raises_the_error_as_it_is():
+  parallel = ott_enot.sharding.DataParallel()
+  parallel.agree(None, same={"batch size": 3})  # nothing to compare with
+  with pytest.raises(ValueError, match="^bad batch$"):
+    parallel.agree("bad batch")
+  with pytest.raises(TypeError, match="wrong type"):  # the original kept
+    parallel.checked(lambda: (_ for _ in ()).throw(TypeError("wrong type")))
+  assert parallel.checked(lambda: 7, same=lambda v: {"v": v}) == 7
