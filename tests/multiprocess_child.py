@@ -15,6 +15,7 @@ raised.
 """
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ jax.distributed.initialize(
 )
 
 import numpy as np  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 
 import multiprocess_problem as problem  # noqa: E402
 import ott_enot  # noqa: E402
@@ -81,6 +83,15 @@ s = problem.solver(mesh, checkpoint_dir=os.path.join(DIR, "ref_ckpt"))
 meta = s.restore("latest")
 record(restored_step=meta["step"], restored_params=problem.params(s.state))
 record(resumed=problem.report(s, *s.fit(problem.sampler, resume=True)))
+
+# 2 -> 2: the pair's own checkpoint of step 30, resumed, equals the
+# uninterrupted run bit for bit
+if PID == 0:
+  shutil.copytree(os.path.join(DIR, "pair_ckpt", "latest", "30"),
+                  os.path.join(DIR, "pair_resume", "latest", "30"))
+multihost_utils.sync_global_devices("copied")
+s = problem.solver(mesh, checkpoint_dir=os.path.join(DIR, "pair_resume"))
+record(resumed_own=problem.report(s, *s.fit(problem.sampler, resume=True)))
 
 # iterators: each process yields its share of every batch
 s = problem.solver(mesh)

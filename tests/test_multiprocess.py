@@ -158,6 +158,13 @@ def test_one_process_checkpoint_resumes_in_two(runs):
     np.testing.assert_allclose(got["forward"], ref["forward"], atol=2e-5)
 
 
+def test_two_process_run_resumed_equals_the_uninterrupted_one(runs):
+  for pid in (0, 1):
+    got, whole = runs["out"][pid]["resumed_own"], runs["out"][pid]["fit"]
+    assert got["params"] == whole["params"]  # bit for bit
+    assert got["forward"] == whole["forward"]
+
+
 def test_two_process_checkpoint_resumes_in_one(runs, tmp_path):
   # the pair's checkpoint of step 30, alone in a directory, resumed here
   src = os.path.join(runs["workdir"], "pair_ckpt", "latest")
