@@ -631,16 +631,17 @@ def train(
         batches = feed.batches(nxt.steps, nxt.first, length)
       metrics = jax.device_get(metrics)
       done = int(np.max(state.step))  # a population: its live members' step
+      # one copy of the state for the checkpoint, the callback and (several
+      # processes) the fallback of `_peers_watched`, made only if asked for:
+      # the state itself is donated to the next chunk
+      kept = functools.cache(lambda state=state: _copy(state))
       if config.parallel.multi_process:  # this chunk is complete: keep it
-        cell.verified = _copy(state)
+        cell.verified = kept()
       _log_steps(logs, chunk, metrics, done, log_freq, config.bidirectional)
       if bool(np.all(state.diverged)):  # a population: every member
         raise step_lib.TrainingDivergedError(done, to_potentials(state), logs)
       progress.update(chunk, metrics)
       w_dist = validation.after_chunk(chunk, state, snapshots, logs)
-      # one copy of the state for the checkpoint and the callback, if asked
-      # for: the state itself is donated to the next chunk
-      kept = functools.cache(lambda state=state: _copy(state))
       if checkpointer is not None:
         checkpointer.after_chunk(
             chunk.lo, chunk.hi, kept, final=chunk.hi == num_train_iters - 1,
