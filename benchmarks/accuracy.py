@@ -36,19 +36,12 @@ import numpy as np
 import optax
 from scipy.optimize import linear_sum_assignment
 
-from ott import datasets
 from ott.geometry import costs, pointcloud
 from ott.solvers import linear
 
+import common
 import ott_enot
 from ott_enot import metrics
-
-
-def _mixture(name: str, n: int, seed: int) -> np.ndarray:
-  _, valid, _ = datasets.create_gaussian_mixture_samplers(
-      name, name, valid_batch_size=n, rng=jax.random.key(seed)
-  )
-  return np.asarray(next(valid.source_iter), np.float32)
 
 
 def _cap(n: int, seed: int, centre, spread: float) -> np.ndarray:
@@ -84,8 +77,8 @@ class Problem:
 
 def _mixtures(src: str, tgt: str, cost, prefix: str) -> Problem:
   return Problem(f"{prefix}_{src}_{tgt}", cost,
-                 lambda n, s: _mixture(src, n, s),
-                 lambda n, s: _mixture(tgt, n, s))
+                 lambda n, s: common.mixture(src, n, s),
+                 lambda n, s: common.mixture(tgt, n, s))
 
 
 PROBLEMS: Dict[str, Problem] = {p.name: p for p in (

@@ -35,7 +35,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ott import datasets
 from ott.neural.networks import potentials as P
 from ott.tools.gaussian_mixture import gaussian
 
@@ -90,14 +89,8 @@ class MixtureProblem:
 
   def __init__(self, source: str, target: str, pool: int = 20_000):
     self.source, self.target = source, target
-    self.pool_x = jnp.asarray(self._draw(source, pool, 0))
-    self.pool_y = jnp.asarray(self._draw(target, pool, 1))
-
-  @staticmethod
-  def _draw(name: str, n: int, seed: int) -> np.ndarray:
-    _, valid, _ = datasets.create_gaussian_mixture_samplers(
-        name, name, valid_batch_size=n, rng=jax.random.key(seed))
-    return np.asarray(next(valid.source_iter), np.float32)
+    self.pool_x = jnp.asarray(common.mixture(source, pool, 0))
+    self.pool_y = jnp.asarray(common.mixture(target, pool, 1))
 
   def sampler(self, batch: int):
     def sample(key):
@@ -111,10 +104,10 @@ class MixtureProblem:
     return 10_000 + int(jax.random.randint(key, (), 0, 2 ** 20))
 
   def sample_p(self, key, n):
-    return jnp.asarray(self._draw(self.source, n, self._seed(key)))
+    return jnp.asarray(common.mixture(self.source, n, self._seed(key)))
 
   def sample_q(self, key, n):
-    return jnp.asarray(self._draw(self.target, n, self._seed(key)))
+    return jnp.asarray(common.mixture(self.target, n, self._seed(key)))
 
 
 def _problem(name: str):
