@@ -3,6 +3,8 @@ from ott_enot import (
     checkpoints,
     checks,
     compat,
+    conditional,
+    conditional_data,
     conjugate,
     costs,
     data,
@@ -11,6 +13,7 @@ from ott_enot import (
     losses,
     maps,
     metrics,
+    networks,
     numerics,
     population,
     potentials,
@@ -22,6 +25,11 @@ from ott_enot import (
     testing,
 )
 from ott_enot.compat import ExpectileNeuralDual
+from ott_enot.conditional import (
+    ConditionalExpectileNeuralDual,
+    ConditionalPotentials,
+)
+from ott_enot.conditional_data import ConditionalStream
 from ott_enot.conjugate import ExpectileConjugateSolver
 from ott_enot.costs import (
     SphereGeodesic,
@@ -32,6 +40,7 @@ from ott_enot.costs import (
 )
 from ott_enot.data import PointCloudStream
 from ott_enot.losses import enot_loss, expectile_loss
+from ott_enot.networks import ConditionalMLP
 from ott_enot.population import ENOTPopulation, PopulationResult
 from ott_enot.potentials import ENOTPotentials
 from ott_enot.sharding import ProcessFailedError, batch_mesh
@@ -43,6 +52,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ExpectileNeuralDual",
     "ENOTSolver",
+    "ConditionalExpectileNeuralDual",
+    "ConditionalPotentials",
+    "ConditionalStream",
+    "ConditionalMLP",
     "ENOTPopulation",
     "PopulationResult",
     "ExpectileConjugateSolver",
@@ -61,6 +74,8 @@ __all__ = [
     "checkpoints",
     "checks",
     "compat",
+    "conditional",
+    "conditional_data",
     "conjugate",
     "costs",
     "data",
@@ -69,6 +84,7 @@ __all__ = [
     "losses",
     "maps",
     "metrics",
+    "networks",
     "numerics",
     "population",
     "potentials",

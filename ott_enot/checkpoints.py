@@ -59,13 +59,16 @@ def _shapes(tree: Any) -> Dict[str, List[int]]:
 
 def signature(
     *, cost_fn: costs.CostFn, parameterisation: str, dim_data: int,
-    bidirectional: bool, state: Any
+    bidirectional: bool, state: Any, dim_cond: int = 0,
+    conditioning: str = "concat"
 ) -> Dict[str, Any]:
   """What a checkpoint must match to be restored into a run (a JSON value).
 
   The cost's class, its pytree structure and parameters, the
-  parameterisation, the dimension, the direction schedule, and the shape of
-  every array of the training state ``state``.
+  parameterisation, the dimension, the direction schedule, the dimension of
+  a conditional model's condition and how its networks take it
+  (``dim_cond``, ``conditioning``; 0 and ``"concat"`` without one), and the
+  shape of every array of the training state ``state``.
   """
   leaves, treedef = jax.tree_util.tree_flatten(cost_fn)
   return {
@@ -77,6 +80,8 @@ def signature(
       "parameterisation": parameterisation,
       "dim_data": int(dim_data),
       "bidirectional": bool(bidirectional),
+      "dim_cond": int(dim_cond),
+      "conditioning": str(conditioning),
       "shapes": _shapes(serialization.to_state_dict(state)),
   }
 
@@ -238,15 +243,20 @@ class Checkpointer:
           f"{meta.get('format')!r}, not {FORMAT!r}."
       )
     want = self.signature
+    # checkpoints written before conditional models: unconditional
+    older = {"dim_cond": 0, "conditioning": "concat"}
     for key, what in (("cost", "cost"), ("parameterisation",
                                          "parameterisation"),
                       ("dim_data", "dimension"),
                       ("bidirectional", "direction schedule"),
+                      ("dim_cond", "condition dimension (dim_cond)"),
+                      ("conditioning", "conditioning of the networks"),
                       ("shapes", "network or optimiser shapes")):
-      if meta["signature"][key] != want[key]:
+      got = meta["signature"].get(key, older.get(key))
+      if got != want[key]:
         raise CheckpointError(
             f"The checkpoint in {self.directory!r} (step {step}) was written "
-            f"for another {what}: {_diff(meta['signature'][key], want[key])}. "
+            f"for another {what}: {_diff(got, want[key])}. "
             f"Build the solver as the run that wrote it was built."
         )
     target = jax.tree.map(

@@ -25,6 +25,7 @@ __all__ = [
     "check_points",
     "check_on_sphere",
     "check_sampler",
+    "check_conditions",
 ]
 
 #: Where points can live: :math:`R^d`, or the unit sphere of :math:`R^d`.
@@ -232,31 +233,76 @@ def check_points(
 
 
 def check_sampler(
-    sampler: Callable[[jax.Array], Tuple[Any, Any]], dim: int
+    sampler: Callable[[jax.Array], Tuple[Any, ...]], dim: int,
+    dim_cond: int = 0
 ) -> None:
-  """Check that ``sampler(key)`` returns ``(x[n, dim], y[n, dim])``.
+  """Check that ``sampler(key)`` returns ``(x[n, dim], y[n, dim])``, or with
+  ``dim_cond > 0`` ``(x[n, dim], y[n, dim], c[n, dim_cond])``.
 
   By abstract evaluation (:func:`jax.eval_shape`): nothing compiles or runs.
 
   Raises:
     TypeError: if calling it on a PRNG key fails.
-    ValueError: if it returns anything else than a pair of ``[n, dim]``
-      arrays with the same ``n``.
+    ValueError: if it returns anything else than such arrays with the same
+      ``n``.
   """
+  what = "(x, y)" if not dim_cond else "(x, y, c)"
   try:
     out = jax.eval_shape(sampler, jax.random.key(0))
   except Exception as err:  # noqa: BLE001 - report what the sampler did
     raise TypeError(
-        "`data_or_x` was taken as a sampler `key -> (x, y)` but calling it on a "
-        f"PRNG key failed: {err}"
+        f"`data_or_x` was taken as a sampler `key -> {what}` but calling it "
+        f"on a PRNG key failed: {err}"
     ) from err
   shapes = [getattr(o, "shape", None) for o in out] if isinstance(
       out, (tuple, list)
   ) else None
-  if (shapes is None or len(shapes) != 2 or
-      any(s is None or len(s) != 2 or s[1] != dim for s in shapes)
-      or shapes[0][0] != shapes[1][0] or shapes[0][0] == 0):
+  widths = (dim, dim) + ((dim_cond,) if dim_cond else ())
+  if (shapes is None or len(shapes) != len(widths) or
+      any(s is None or len(s) != 2 or s[1] != w
+          for s, w in zip(shapes, widths))
+      or len({s[0] for s in shapes}) != 1 or shapes[0][0] == 0):
+    want = " and ".join(f"[n, {w}]" for w in widths)
     raise ValueError(
-        "A sampler passed to `fit` must return a pair (x, y) of arrays of "
-        f"shape [n, {dim}] with the same n >= 1; got {out}."
+        f"A sampler passed to `fit` must return {what}: arrays of shape "
+        f"{want} with the same n >= 1; got {out}."
     )
+
+
+def check_conditions(
+    name: str, conditions: Any, dim_cond: int, rows: Optional[int] = None,
+    *, source: str = "is"
+) -> np.ndarray:
+  """Check condition vectors ``c[n, dim_cond]`` (finite; ``rows`` of them).
+
+  Raises:
+    TypeError: if they are not real numbers.
+    ValueError: for a wrong shape (naming ``dim_cond``), NaN/inf entries, or
+      another number of rows than ``rows`` (the points they go with).
+  """
+  subject = f"`{name}`" + (" yielded a batch that" if source == "yielded"
+                           else "")
+  arr = np.asarray(conditions)
+  if arr.ndim == 1 and rows is None:
+    arr = arr[None]
+  if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(
+      arr.dtype, np.complexfloating):
+    raise TypeError(
+        f"{subject} has dtype {arr.dtype}; conditions must be real numbers."
+    )
+  if arr.ndim != 2 or arr.shape[1] != dim_cond or arr.shape[0] == 0:
+    raise ValueError(
+        f"{subject} has shape {tuple(arr.shape)}, but conditions must be "
+        f"vectors of the solver's dim_cond={dim_cond}: an array "
+        f"[n, {dim_cond}] (or one vector [{dim_cond}])."
+    )
+  if rows is not None and arr.shape[0] != rows:
+    raise ValueError(
+        f"{subject} has {arr.shape[0]} condition vectors for {rows} points: "
+        f"every point (row) needs its condition."
+    )
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(
+        f"{subject} contains NaN or inf entries; conditions must be finite."
+    )
+  return arr

@@ -92,14 +92,14 @@ class WeightedPoints:
     return cls(*children, *aux_data)
 
 
-def _as_points(name: str, arr: Any) -> np.ndarray:
+def as_points(name: str, arr: Any) -> np.ndarray:
   arr = np.asarray(checks.check_points(name, arr))
   if not np.issubdtype(arr.dtype, np.floating):
     arr = arr.astype(np.float32)
   return arr
 
 
-def _as_weights(name: str, w: Any, n: int) -> Optional[np.ndarray]:
+def as_weights(name: str, w: Any, n: int) -> Optional[np.ndarray]:
   if w is None:
     return None
   w = np.asarray(w, dtype=np.float64)
@@ -121,7 +121,7 @@ def _as_weights(name: str, w: Any, n: int) -> Optional[np.ndarray]:
   return w
 
 
-def _split(
+def split_indices(
     key: jax.Array, n: int, weights: Optional[np.ndarray], fraction: float,
     name: str
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -234,18 +234,18 @@ class PointCloudStream:
       raise ValueError(
           f"`valid_fraction` must be a float in [0, 1), got {valid_fraction!r}."
       )
-    x, y = _as_points("x", x), _as_points("y", y)
+    x, y = as_points("x", x), as_points("y", y)
     if x.shape[1] != y.shape[1]:
       raise ValueError(
           f"`x` and `y` must have the same dimension, got {x.shape[1]} and "
           f"{y.shape[1]}."
       )
-    a, b = _as_weights("a", a, x.shape[0]), _as_weights("b", b, y.shape[0])
+    a, b = as_weights("a", a, x.shape[0]), as_weights("b", b, y.shape[0])
     key = jax.random.key(0) if rng is None else rng
     kx, ky = jax.random.split(key)
     parts = []
     for pts, w, k, name in ((x, a, kx, "x"), (y, b, ky, "y")):
-      train, valid = _split(k, pts.shape[0], w, valid_fraction, name)
+      train, valid = split_indices(k, pts.shape[0], w, valid_fraction, name)
       tr = _measure(pts, w, train, batch_size, replace, name)
       va = _measure(
           pts, w, valid, min(batch_size, len(valid)) if not replace else

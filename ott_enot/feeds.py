@@ -25,7 +25,7 @@ anything compiles and decides where the arrays live: with a
 replicated and stacked batches are split along their batch axis.
 """
 import itertools
-from typing import Any, Callable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,7 @@ __all__ = [
     "ChunkBatches",
     "StackedBatches",
     "StreamBatches",
+    "ConditionalStreamBatches",
     "SamplerBatches",
     "DeviceFeed",
     "IteratorFeed",
@@ -64,13 +65,17 @@ class ChunkBatches(struct.PyTreeNode):
 
 
 class StackedBatches(ChunkBatches):
-  """Host batches stacked for a chunk: ``xs[L, n, d]``, ``ys[L, n, d]``."""
+  """Host batches stacked for a chunk: ``xs[L, n, d]``, ``ys[L, n, d]`` and,
+  for a conditional model, the rows' conditions ``cs[L, n, k]``."""
   xs: jnp.ndarray
   ys: jnp.ndarray
+  cs: Optional[jnp.ndarray] = None
 
   def train_batch(self, i, step):  # noqa: D102
     del step
-    return self.xs[i], self.ys[i]
+    if self.cs is None:
+      return self.xs[i], self.ys[i]
+    return self.xs[i], self.ys[i], self.cs[i]
 
 
 class StreamBatches(ChunkBatches):
@@ -91,8 +96,26 @@ class StreamBatches(ChunkBatches):
     return self.stream.sample_step(self.key, count, valid=True)
 
 
+class ConditionalStreamBatches(ChunkBatches):
+  """Batches sampled on the device from a
+  :class:`~ott_enot.conditional_data.ConditionalStream`: step ``k`` gets
+  ``stream.sample_step(key, k)`` (rows of mixed conditions, ``(x, y, c)``),
+  validation ``count`` one batch per condition,
+  ``stream.valid_step(key, count)``."""
+  stream: Any
+  key: jax.Array
+
+  def train_batch(self, i, step):  # noqa: D102
+    del i
+    return self.stream.sample_step(self.key, step)
+
+  def valid_batch(self, count):  # noqa: D102
+    return self.stream.valid_step(self.key, count)
+
+
 class SamplerBatches(ChunkBatches):
-  """Batches from a pure ``sampler(key) -> (x[n, d], y[n, d])`` on the device.
+  """Batches from a pure ``sampler(key) -> (x[n, d], y[n, d])`` (or ``(x, y,
+  c[n, k])`` for a conditional model) on the device.
 
   Step ``k`` uses ``fold_in(fold_in(key, 0), k)``, validation ``count`` uses
   ``fold_in(fold_in(key, 1), count)``. The sampler is a static field: calls
@@ -133,15 +156,24 @@ class DeviceFeed:
     batch_name: What sets the batch size, for error messages.
     check_sampler: Draw the sampler's first batch and check its points
       (a stream's points were checked when it was built).
+    dim_cond: Dimension of the conditions a conditional sampler returns
+      third (0: none).
+    conditions: For per-condition validation batches (a
+      :class:`~ott_enot.conditional_data.ConditionalStream`), the labels of
+      the conditions and whether each is trained on (:obj:`None`: one
+      validation batch of mixed rows).
   """
 
   def __init__(self, batches: ChunkBatches, dim: int,
                domain: str = "euclidean", *, batch_name: str = "`batch_size`",
-               check_sampler: bool = False):
+               check_sampler: bool = False, dim_cond: int = 0,
+               conditions: Optional[Tuple[tuple, tuple]] = None):
     self.source = batches
     self.dim, self.domain = dim, domain
     self.batch_name = batch_name
     self.check_sampler = check_sampler
+    self.dim_cond = dim_cond
+    self.conditions = conditions
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check that the batch splits over the devices (and, for a sampler,
@@ -156,11 +188,15 @@ class DeviceFeed:
     del validation
 
     def check():
-      x, _ = jax.eval_shape(_first_batch, self.source)
+      x = jax.eval_shape(_first_batch, self.source)[0]
       if self.check_sampler:
-        for arr in _first_batch(self.source):
+        first = _first_batch(self.source)
+        for arr in first[:2]:
           checks.check_points("sampler", arr, self.dim, self.domain,
                               source="yielded")
+        if self.dim_cond:
+          checks.check_conditions("sampler", first[2], self.dim_cond,
+                                  x.shape[0], source="yielded")
       parallel.check_batch_size(x.shape[0], self.batch_name)
 
     # several processes: the same data on every process, or an error on all
@@ -191,7 +227,7 @@ class DeviceFeed:
 
 
 class IteratorFeed:
-  """Batches from the user's four loaders, checked and stacked per chunk.
+  """Batches from the user's loaders, checked and stacked per chunk.
 
   Training step ``k`` takes the next batch of ``trainloader_source`` and of
   ``trainloader_target`` (as ott does); every validation takes the next of
@@ -199,28 +235,94 @@ class IteratorFeed:
   (:func:`~ott_enot.checks.check_points`: shape, NaN/inf, unit norm on the
   sphere) before they reach the device.
 
+  A conditional model (``dim_cond > 0``) takes six loaders: source, target
+  and condition, for training then validation; row ``i`` of a step's three
+  batches is one pair ``(x_i, y_i)`` of condition ``c_i``. The source and
+  target loaders may yield ``(points, labels)`` with integer labels
+  ``[n]`` naming each row's condition: then the labels of source and target
+  rows must agree, and rows of one label must carry one condition vector
+  (checked on every batch).
+
   Args:
     loaders: ``(trainloader_source, trainloader_target, validloader_source,
-      validloader_target)``.
+      validloader_target)``; with ``dim_cond``, ``(trainloader_source,
+      trainloader_target, trainloader_condition, validloader_source,
+      validloader_target, validloader_condition)``.
     dim: Dimension of the points.
     domain: ``"euclidean"`` or ``"sphere"``.
+    dim_cond: Dimension of the conditions (0: an unconditional model).
   """
 
-  names = ("trainloader_source", "trainloader_target", "validloader_source",
-           "validloader_target")
-
   def __init__(self, loaders: Sequence[Iterator[Any]], dim: int,
-               domain: str = "euclidean"):
+               domain: str = "euclidean", dim_cond: int = 0):
+    roles = ("source", "target") + (("condition",) if dim_cond else ())
+    self.names = tuple(
+        f"{split}loader_{role}" for split in ("train", "valid") for role in roles
+    )
+    if len(loaders) != len(self.names):
+      raise TypeError(
+          f"Expected {len(self.names)} loaders ({', '.join(self.names)}), got "
+          f"{len(loaders)}."
+      )
     self.iters = [iter(it) for it in loaders]
+    self.train_group = tuple(range(len(roles)))
+    self.valid_group = tuple(range(len(roles), 2 * len(roles)))
     self.dim = dim
     self.domain = domain
+    self.dim_cond = dim_cond
+    self.conditions = None  # one validation batch of mixed rows
     self.parallel = sharding.DataParallel()
     self._valid_avals = ()
 
-  def _check(self, j: int, batch: Any) -> np.ndarray:
-    return checks.check_points(
-        self.names[j], batch, self.dim, self.domain, source="yielded"
-    )
+  def _check(self, j: int, batch: Any) -> Tuple[np.ndarray, Any]:
+    """A loader's batch checked: ``(array, labels or None)``."""
+    name = self.names[j]
+    if name.endswith("condition"):
+      return checks.check_conditions(
+          name, batch, self.dim_cond, source="yielded"), None
+    labels = None
+    if self.dim_cond and isinstance(batch, tuple) and len(batch) == 2:
+      batch, labels = batch
+    arr = checks.check_points(name, batch, self.dim, self.domain,
+                              source="yielded")
+    if labels is not None:
+      labels = np.asarray(labels)
+      if labels.shape != (arr.shape[0],) or not np.issubdtype(
+          labels.dtype, np.integer):
+        raise ValueError(
+            f"`{name}` yielded labels of shape {labels.shape} and dtype "
+            f"{labels.dtype} for {arr.shape[0]} points: labels must be "
+            f"integers [n], one per row."
+        )
+    return arr, labels
+
+  def _draw(self, group: Tuple[int, ...]) -> Tuple[np.ndarray, ...]:
+    """The next batch of each loader of ``group``, checked together."""
+    try:
+      raw = [next(self.iters[j]) for j in group]
+    except StopIteration:
+      names = " / ".join(f"`{self.names[j]}`" for j in group)
+      raise ValueError(
+          f"{names} ran out of batches; pass iterators that yield at least "
+          f"as many batches as `num_train_iters` needs (e.g. infinite "
+          f"generators). The solver keeps the state of the last completed "
+          f"chunk of steps."
+      ) from None
+    checked = [self._check(j, r) for j, r in zip(group, raw)]
+    arrays = tuple(np.asarray(a) for a, _ in checked)
+    rows = [a.shape[0] for a in arrays]
+    if len(set(rows)) != 1:
+      sizes = ", ".join(
+          f"`{self.names[j]}` {n}" for j, n in zip(group, rows))
+      raise ValueError(
+          f"The loaders yielded batches of different sizes ({sizes}): ENOT "
+          f"pairs row i of each, so they must be equal."
+      )
+    if self.dim_cond:
+      _check_rows_of_one_condition(
+          [self.names[j] for j in group], arrays[2], checked[0][1],
+          checked[1][1])
+    return arrays
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check the first batches (training, and validation if it will run);
@@ -236,23 +338,28 @@ class IteratorFeed:
         devices, before anything compiles.
     """
     self.parallel = parallel
+    groups = (self.train_group, self.valid_group) if validation else (
+        self.train_group,)
 
     def check_firsts():
       firsts = []
-      for j in (0, 1, 2, 3) if validation else (0, 1):
-        try:
-          first = next(self.iters[j])
-        except StopIteration:
-          raise ValueError(
-              f"`{self.names[j]}` is empty: it must yield batches."
-          ) from None
-        first = self._check(j, first)
-        if j < 2:
+      for group in groups:
+        raw = {}
+        for j in group:
+          try:
+            raw[j] = next(self.iters[j])
+          except StopIteration:
+            raise ValueError(
+                f"`{self.names[j]}` is empty: it must yield batches."
+            ) from None
+          self.iters[j] = itertools.chain([raw[j]], self.iters[j])
+        batch = self._draw(group)
+        for j in group:  # training starts with these batches
+          self.iters[j] = itertools.chain([raw[j]], self.iters[j])
+        if group is self.train_group:
           parallel.check_local_batch_size(
-              first.shape[0], f"The batch size of `{self.names[j]}`"
-          )
-        firsts.append(first)
-        self.iters[j] = itertools.chain([first], self.iters[j])
+              batch[0].shape[0], f"The batch size of `{self.names[0]}`")
+        firsts.extend(batch)
       return firsts
 
     firsts = parallel.checked(check_firsts, same=lambda firsts: {
@@ -261,7 +368,7 @@ class IteratorFeed:
     })
     self._valid_avals = tuple(
         jax.ShapeDtypeStruct((parallel.global_rows(f.shape[0]),) + f.shape[1:],
-                             f.dtype) for f in firsts[2:]
+                             f.dtype) for f in firsts[len(self.train_group):]
     )
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
@@ -269,35 +376,16 @@ class IteratorFeed:
     the host); call after :meth:`prepare` with ``validation=True``."""
     return parallel.replicated_like(self._valid_avals)
 
-  def _pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
-    try:
-      x, y = next(self.iters[a]), next(self.iters[b])
-    except StopIteration:
-      raise ValueError(
-          f"`{self.names[a]}` or `{self.names[b]}` ran out of batches; pass "
-          f"iterators that yield at least as many batches as "
-          f"`num_train_iters` needs (e.g. infinite generators). The solver "
-          f"keeps the state of the last completed chunk of steps."
-      ) from None
-    x, y = np.asarray(self._check(a, x)), np.asarray(self._check(b, y))
-    if x.shape[0] != y.shape[0]:
-      raise ValueError(
-          f"`{self.names[a]}` and `{self.names[b]}` yielded batches of "
-          f"{x.shape[0]} and {y.shape[0]} points: ENOT pairs them, so they "
-          f"must be equal."
-      )
-    return x, y
-
-  def _pairs(self, count: int) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """The next ``count`` training pairs, of one fixed size."""
-    pairs = [self._pair(0, 1) for _ in range(count)]
-    shape = pairs[0][0].shape
-    if any(p[k].shape != shape for p in pairs for k in (0, 1)):
+  def _train_batches(self, count: int) -> List[Tuple[np.ndarray, ...]]:
+    """The next ``count`` training batches, of one fixed size."""
+    batches = [self._draw(self.train_group) for _ in range(count)]
+    shape = batches[0][0].shape
+    if any(b[k].shape[0] != shape[0] for b in batches for k in (0, 1)):
       raise ValueError(
           "The training loaders must yield batches of one fixed size; got "
-          f"sizes {sorted({p[k].shape[0] for p in pairs for k in (0, 1)})}."
+          f"sizes {sorted({b[k].shape[0] for b in batches for k in (0, 1)})}."
       )
-    return pairs
+    return batches
 
   def batches(self, steps: Sequence[int], first: int,
               length: int) -> StackedBatches:
@@ -310,18 +398,53 @@ class IteratorFeed:
       ValueError: for a bad batch or an exhausted loader, naming it (and,
         with several processes, the process: on every process).
     """
-    pairs = self.parallel.checked(lambda: self._pairs(len(steps)))
-    shape = pairs[0][0].shape
+    drawn = self.parallel.checked(lambda: self._train_batches(len(steps)))
     offset = steps[0] - first
-    xs = np.empty((length,) + shape, np.result_type(*(p[0] for p in pairs)))
-    ys = np.empty((length,) + shape, np.result_type(*(p[1] for p in pairs)))
-    for i in range(length):
-      j = min(max(i - offset, 0), len(pairs) - 1)
-      xs[i], ys[i] = pairs[j]
-    return self.parallel.place_chunk(StackedBatches(xs, ys))
+    stacked = []
+    for k in range(len(drawn[0])):
+      arr = np.empty((length,) + drawn[0][k].shape,
+                     np.result_type(*(b[k] for b in drawn)))
+      for i in range(length):
+        arr[i] = drawn[min(max(i - offset, 0), len(drawn) - 1)][k]
+      stacked.append(arr)
+    return self.parallel.place_chunk(StackedBatches(*stacked))
 
   def valid_batch(self, count: int) -> Batch:
     """The next validation batch (on all devices with a mesh)."""
     del count
     return self.parallel.place_batch(
-        self.parallel.checked(lambda: self._pair(2, 3)))
+        self.parallel.checked(lambda: self._draw(self.valid_group)))
+
+
+def _check_rows_of_one_condition(
+    names: Sequence[str], conditions: np.ndarray, source_labels: Any,
+    target_labels: Any
+) -> None:
+  """Row ``i`` of a conditional batch is one condition's: source and target
+  labels agree, and rows of one label carry one condition vector.
+
+  Raises:
+    ValueError: naming the first row that breaks it, and the fix.
+  """
+  if source_labels is not None and target_labels is not None:
+    bad = np.flatnonzero(source_labels != target_labels)
+    if bad.size:
+      i = int(bad[0])
+      raise ValueError(
+          f"Row {i} of `{names[0]}` has label {source_labels[i]} but row {i} "
+          f"of `{names[1]}` has label {target_labels[i]} ({bad.size} rows "
+          f"disagree): ENOT pairs x_i with y_i under one condition c_i, so "
+          f"yield each step's source and target rows in the same order of "
+          f"conditions (as ott's conditional datasets do)."
+      )
+  labels = source_labels if source_labels is not None else target_labels
+  if labels is None:
+    return
+  for label in np.unique(labels):
+    rows = conditions[labels == label]
+    if not np.all(rows == rows[0]):
+      raise ValueError(
+          f"Rows of label {label} carry different condition vectors in "
+          f"`{names[2]}`: one label is one condition, so its rows must "
+          f"have one condition vector."
+      )

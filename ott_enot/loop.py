@@ -74,6 +74,11 @@ class Feed(Protocol):
     """Shapes, dtypes and shardings of the validation batches; may compile
     their sampling (called on a background thread after :meth:`prepare`)."""
 
+  #: Per-condition validation: ``(labels, trained)`` of the conditions whose
+  #: validation batches ``[K, n, d]`` the feed returns (:obj:`None`: batches
+  #: of mixed rows, or no condition).
+  conditions: Optional[Tuple[tuple, tuple]]
+
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
@@ -234,10 +239,10 @@ def run_chunk(
   def one(carry, i, forward):
     st, snaps = carry
     k = first + i
-    x, y = config.parallel.constrain_batch(batches.train_batch(i, k))
+    batch = config.parallel.constrain_batch(batches.train_batch(i, k))
     active = (k == st.step) & (k <= hi)
     st, metrics = step_lib.train_step(
-        st, x, y, config=config.step, forward=forward, active=active
+        st, *batch, config=config.step, forward=forward, active=active
     )
     if config.snapshots:
       hit = snapshot_steps == k
@@ -296,7 +301,8 @@ def chunk_programs_compiled() -> int:
 
 def validate(
     params: tuple, hyper: Optional[step_lib.Hyperparameters], x: jnp.ndarray,
-    y: jnp.ndarray, *, config: step_lib.StepConfig
+    y: jnp.ndarray, c: Optional[jnp.ndarray] = None, *,
+    config: step_lib.StepConfig
 ) -> tuple:
   """Validation metrics and the fit beside the floor (pure).
 
@@ -305,21 +311,29 @@ def validate(
       population when ``hyper`` is given.
     hyper: The population's :class:`~ott_enot.step.Hyperparameters`, or
       :obj:`None` for one model.
-    x: Validation source batch ``[n, d]``.
-    y: Validation target batch ``[n, d]``.
+    x: Validation source batch ``[n, d]``, or ``[K, n, d]``: one batch per
+      condition of a conditional model.
+    y: Validation target batch, shaped as ``x``.
+    c: A conditional model's conditions ``[n, k]`` (``[K, n, k]``).
     config: The static :class:`~ott_enot.step.StepConfig`.
 
   Returns:
     A dict of :class:`~ott_enot.step.ValidationMetrics`' fields, ``fit`` and
     ``floor`` (:func:`ott_enot.metrics.fit_and_floor`): scalars, or
-    ``[members]`` (``floor`` stays a scalar: it depends on ``y`` only).
+    ``[members]`` (``floor`` stays a scalar: it depends on ``y`` only); with
+    one batch per condition, a leading axis ``[K]``.
   """
+  if x.ndim == 3:  # one batch per condition: the metrics of each
+    return jax.vmap(
+        lambda *batch: validate(params, hyper, *batch, config=config)
+    )(x, y, c)
   if hyper is None:
-    metrics, mapped = step_lib.validation_metrics(*params, x, y, config=config)
+    metrics, mapped = step_lib.validation_metrics(
+        *params, x, y, c, config=config)
   else:
     metrics, mapped = jax.vmap(
         lambda p, h: step_lib.validation_metrics(
-            *p, x, y, config=config, hyper=h
+            *p, x, y, c, config=config, hyper=h
         )
     )(params, hyper)
   fit, floor = metrics_lib.fit_and_floor(mapped, y)
@@ -499,8 +513,9 @@ class _Validation:
 
     def compile_all():
       try:
-        x, y = self.feed.abstract_valid_batch(self.config.parallel)
-        _validate.lower(params, hyper, x, y, config=self.config.step).compile()
+        batch = self.feed.abstract_valid_batch(self.config.parallel)
+        _validate.lower(params, hyper, *batch,
+                        config=self.config.step).compile()
       except Exception:  # pylint: disable=broad-except
         pass
 
@@ -525,15 +540,35 @@ class _Validation:
         params = jax.tree.map(lambda a, j=j: a[j], snapshots)
       if self._compiling is not None:
         self._compiling.join()
-      x, y = self.feed.valid_batch(self.count)
+      batch = self.feed.valid_batch(self.count)
       self.count += 1
       row = jax.device_get(
-          _validate(params, state.hyper, x, y, config=self.config.step)
+          _validate(params, state.hyper, *batch, config=self.config.step)
       )
+      conditions = getattr(self.feed, "conditions", None)
+      if conditions is not None:
+        row = _per_condition(logs, conditions, row)
       for key, values in logs["valid_logs"].items():
         values.append(_value(row[key]))
       w_dist = float(row["w_dist"]) if np.ndim(row["w_dist"]) == 0 else None
     return w_dist
+
+
+def _per_condition(logs: Logs, conditions: Tuple[tuple, tuple],
+                   row: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Record a validation of one batch per condition in
+  ``logs["condition_logs"]``; return the overall row: the mean over the
+  conditions trained on (held-out ones are only recorded)."""
+  labels, trained = conditions
+  per = logs.setdefault("condition_logs", {
+      "labels": list(labels),
+      "trained": [bool(t) for t in trained],
+      **{key: [] for key in logs["valid_logs"]},
+  })
+  mask = np.asarray(trained, bool)
+  for key in logs["valid_logs"]:
+    per[key].append(_value(row[key]))
+  return {key: np.mean(np.asarray(v)[mask], axis=0) for key, v in row.items()}
 
 
 class _Progress:

@@ -59,6 +59,8 @@ __all__ = [
     "resolve_parameterisation",
     "check_networks",
     "outputs_per_point",
+    "network_inputs",
+    "AtCondition",
 ]
 
 Params = Any
@@ -70,6 +72,8 @@ def resolve_parameterisation(
     bidirectional: Optional[bool] = None,
     neural_f: Optional[nn.Module] = None,
     dim: Optional[int] = None,
+    dim_cond: int = 0,
+    conditioning: str = "concat",
 ) -> Tuple[str, bool]:
   """Choose the parameterisation and whether to train both directions.
 
@@ -92,6 +96,8 @@ def resolve_parameterisation(
       cost's default parameterisation and trains forward steps only
       (``W2NeuralDual``'s ``back_and_forth=False``).
     dim: Dimension of the points (needed with ``neural_f``).
+    dim_cond: Dimension of a condition the networks also take (0: none).
+    conditioning: How they take it (:func:`network_inputs`).
 
   Returns:
     ``(parameterisation, bidirectional)``.
@@ -116,7 +122,8 @@ def resolve_parameterisation(
     )
   if parameterisation is None:
     if isinstance(neural_f, nn.Module):
-      wants_map = outputs_per_point(neural_f, dim) == dim and (
+      wants_map = outputs_per_point(
+          neural_f, dim, dim_cond, conditioning) == dim and (
           dim > 1 or bidirectional is False
       )
     else:
@@ -156,20 +163,61 @@ def resolve_parameterisation(
   )
 
 
-def outputs_per_point(module: nn.Module, dim: int) -> int:
-  """How many numbers ``module`` returns per input point of dimension ``dim``.
+def network_inputs(
+    dim: int, dim_cond: int = 0, conditioning: str = "concat", rows: int = 1
+) -> Tuple[jnp.ndarray, ...]:
+  """Dummy inputs of a network, for ``init`` and shape checks.
+
+  ``(x[rows, dim],)`` without a condition; ``(concat([x, c])[rows, dim +
+  dim_cond],)`` with ``conditioning="concat"``; ``(x[rows, dim],
+  c[rows, dim_cond])`` with ``conditioning="film"`` (networks of two
+  arguments, :class:`ott_enot.networks.ConditionalMLP`).
+  """
+  if not dim_cond:
+    return (jnp.ones((rows, dim)),)
+  if conditioning == "concat":
+    return (jnp.ones((rows, dim + dim_cond)),)
+  return jnp.ones((rows, dim)), jnp.ones((rows, dim_cond))
+
+
+def outputs_per_point(
+    module: nn.Module, dim: int, dim_cond: int = 0,
+    conditioning: str = "concat", name: str = "neural_f"
+) -> int:
+  """How many numbers ``module`` returns per input point of dimension ``dim``
+  (with a condition of dimension ``dim_cond``, see :func:`network_inputs`).
 
   Found by abstract evaluation (:func:`jax.eval_shape`) on a batch of two
   points, so nothing is compiled or run.
+
+  Raises:
+    ValueError: naming ``name``, if a conditional network cannot take its
+      inputs.
   """
-  out, _ = jax.eval_shape(
-      lambda: module.init_with_output(jax.random.key(0), jnp.ones((2, dim)))
-  )
+  inputs = network_inputs(dim, dim_cond, conditioning, rows=2)
+  try:
+    out, _ = jax.eval_shape(
+        lambda: module.init_with_output(jax.random.key(0), *inputs)
+    )
+  except Exception as err:  # pylint: disable=broad-except
+    if not dim_cond:
+      raise
+    how = (
+        f"one array [n, {dim + dim_cond}] (points and condition "
+        f"concatenated)" if conditioning == "concat" else
+        f"two arrays, `module(x[n, {dim}], c[n, {dim_cond}])` (e.g. "
+        f"`ott_enot.ConditionalMLP`)"
+    )
+    raise ValueError(
+        f"`{name}` cannot take the conditional input: with "
+        f"conditioning={conditioning!r} it is called with {how} ({err})."
+    ) from err
   return math.prod(out.shape) // 2
 
 
 def check_networks(
-    parameterisation: str, neural_f: nn.Module, neural_g: nn.Module, dim: int
+    parameterisation: str, neural_f: nn.Module, neural_g: nn.Module, dim: int,
+    dim_cond: int = 0, conditioning: str = "concat"
 ) -> None:
   """Check that the networks' output shapes fit the parameterisation.
 
@@ -188,7 +236,7 @@ def check_networks(
   want_f = dim if parameterisation == "direct" else 1
   for arg, module, want in (("neural_f", neural_f, want_f),
                             ("neural_g", neural_g, 1)):
-    got = outputs_per_point(module, dim)
+    got = outputs_per_point(module, dim, dim_cond, conditioning, arg)
     if got == want:
       continue
     what = "the map T(x)" if want == dim and want != 1 else "a potential"
@@ -208,12 +256,25 @@ def check_networks(
     )
 
 
-def _batched_scalar(
-    module: nn.Module, add_half_sq_norm: bool
-) -> Callable[[Params, jnp.ndarray], jnp.ndarray]:
+def _apply(
+    module: nn.Module, conditioning: str, params: Params, x: jnp.ndarray,
+    c: Optional[jnp.ndarray]
+) -> jnp.ndarray:
+  """``module`` on points ``x[n, d]`` at conditions ``c[n, k]`` (or none)."""
+  if c is None:
+    return module.apply({"params": params}, x)
+  if conditioning == "concat":
+    return module.apply({"params": params}, jnp.concatenate([x, c], axis=-1))
+  return module.apply({"params": params}, x, c)
 
-  def value(params: Params, x: jnp.ndarray) -> jnp.ndarray:
-    out = module.apply({"params": params}, x).reshape(x.shape[0])
+
+def _batched_scalar(
+    module: nn.Module, add_half_sq_norm: bool, conditioning: str
+) -> Callable[..., jnp.ndarray]:
+
+  def value(params: Params, x: jnp.ndarray,
+            c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    out = _apply(module, conditioning, params, x, c).reshape(x.shape[0])
     if add_half_sq_norm:
       out = out + 0.5 * jnp.sum(x ** 2, axis=-1)
     return out
@@ -221,12 +282,12 @@ def _batched_scalar(
   return value
 
 
-def _batched_grad(
-    value: Callable[[Params, jnp.ndarray], jnp.ndarray]
-) -> Callable[[Params, jnp.ndarray], jnp.ndarray]:
+def _batched_grad(value: Callable[..., jnp.ndarray]) -> Callable[..., jnp.ndarray]:
   # networks act row-wise, so the gradient of the sum gives every row's
-  # gradient in one backward pass
-  return lambda params, x: jax.grad(lambda z: value(params, z).sum())(x)
+  # gradient in one backward pass; a condition is held fixed (grad in x)
+  return lambda params, x, c=None: jax.grad(
+      lambda z: value(params, z, c).sum()
+  )(x)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -242,6 +303,14 @@ class TransportModel:
     neural_f: Module of :math:`f` (a potential, or the map for ``"direct"``).
     neural_g: Module of the potential :math:`g`.
     dim: Dimension :math:`d` of the points.
+    dim_cond: Dimension :math:`k` of a condition :math:`c` (0: an
+      unconditional model). With a condition every function below takes
+      ``c[n, k]``, one condition per point, and the networks see it: the
+      maps are :math:`T(x \mid c)`, gradients are in :math:`x` at fixed
+      :math:`c`.
+    conditioning: How a network sees the condition: ``"concat"`` (one input
+      ``[x, c]``, any row-wise module) or ``"film"`` (the module is called
+      as ``module(x, c)``, e.g. :class:`ott_enot.networks.ConditionalMLP`).
 
   Attributes:
     training_cost_fn: The cost training uses and whose twist gives the map:
@@ -253,6 +322,8 @@ class TransportModel:
   neural_f: nn.Module
   neural_g: nn.Module
   dim: int
+  dim_cond: int = 0
+  conditioning: str = "concat"
 
   def __post_init__(self) -> None:
     corr = self.parameterisation == "correlation"
@@ -264,7 +335,7 @@ class TransportModel:
 
     def scalar(module):
       add = corr and not isinstance(module, ott_potentials.BasePotential)
-      return _batched_scalar(module, add_half_sq_norm=add)
+      return _batched_scalar(module, add, self.conditioning)
 
     object.__setattr__(self, "_g", scalar(self.neural_g))
     if self.parameterisation != "direct":
@@ -273,9 +344,10 @@ class TransportModel:
   # ---- the networks' scalar outputs (phi, psi in correlation form) ----
 
   def _twist(
-      self, params: Params, x: jnp.ndarray, value, variable: bool
+      self, params: Params, x: jnp.ndarray, value, variable: bool,
+      c: Optional[jnp.ndarray] = None
   ) -> jnp.ndarray:
-    grad = _batched_grad(value)(params, x)
+    grad = _batched_grad(value)(params, x, c)
     if self.parameterisation == "correlation":
       return grad
     twist = jax.vmap(
@@ -304,18 +376,25 @@ class TransportModel:
       return y / jnp.linalg.norm(y, axis=-1, keepdims=True)
     return y
 
-  def forward_map(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
-    """:math:`T(x)`, array ``[n, d] -> [n, d]``.
+  @property
+  def conditional(self) -> bool:
+    """Whether the networks take a condition (``dim_cond > 0``)."""
+    return self.dim_cond > 0
+
+  def forward_map(self, params_f: Params, x: jnp.ndarray,
+                  c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    """:math:`T(x)` (:math:`T(x \mid c)`), array ``[n, d] -> [n, d]``.
 
     The direct map's output is normalised to unit length on the sphere.
     """
     if self.parameterisation == "direct":
-      out = self.neural_f.apply({"params": params_f}, x).reshape(x.shape)
-      return self.project(out)
-    return self._twist(params_f, x, self._f, False)
+      out = _apply(self.neural_f, self.conditioning, params_f, x, c)
+      return self.project(out.reshape(x.shape))
+    return self._twist(params_f, x, self._f, False, c)
 
-  def inverse_map(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
-    r""":math:`T^{-1}(y)`, array ``[n, d] -> [n, d]``.
+  def inverse_map(self, params_g: Params, y: jnp.ndarray,
+                  c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    r""":math:`T^{-1}(y)` (at ``c``), array ``[n, d] -> [n, d]``.
 
     Raises:
       ValueError: for the direct map, which has no inverse.
@@ -326,21 +405,24 @@ class TransportModel:
           "network outputs T(x)), which has no inverse map. Train with "
           "parameterisation='twist' or 'correlation' for `forward=False`."
       )
-    return self._twist(params_g, y, self._g, True)
+    return self._twist(params_g, y, self._g, True, c)
 
   # ---- dual variables of the training problem ----
 
-  def _dual(self, value, params: Params, x: jnp.ndarray) -> jnp.ndarray:
-    out = value(params, x)
+  def _dual(self, value, params: Params, x: jnp.ndarray,
+            c: Optional[jnp.ndarray]) -> jnp.ndarray:
+    out = value(params, x, c)
     return -out if self.parameterisation == "correlation" else out
 
-  def potential_f(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
+  def potential_f(self, params_f: Params, x: jnp.ndarray,
+                  c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """Dual variable of the source side in the training problem, ``[n]``."""
-    return self._dual(self._f, params_f, x)
+    return self._dual(self._f, params_f, x, c)
 
-  def potential_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+  def potential_g(self, params_g: Params, y: jnp.ndarray,
+                  c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """Dual variable of the target side in the training problem, ``[n]``."""
-    return self._dual(self._g, params_g, y)
+    return self._dual(self._g, params_g, y, c)
 
   def training_cost(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     r"""Cost of pairs in the training problem, ``[n, d] x [n, d] -> [n]``.
@@ -367,12 +449,67 @@ class TransportModel:
       return sq(x) + sq(y) + 2.0 * dual
     return dual
 
-  def kantorovich_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+  def kantorovich_g(self, params_g: Params, y: jnp.ndarray,
+                    c: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     r"""The Kantorovich potential :math:`g` for ``cost_fn``, ``[n, d] -> [n]``.
 
     :math:`\|y\|^2 - 2\psi(y)` in correlation form, the network otherwise.
     """
-    out = self.potential_g(params_g, y)
+    out = self.potential_g(params_g, y, c)
     if self.parameterisation == "correlation":
       return jnp.sum(y ** 2, axis=-1) + 2.0 * out
     return out
+
+
+class AtCondition:
+  r"""A conditional :class:`TransportModel` at fixed conditions: the maps
+  :math:`x \mapsto T(x \mid c)` of an unconditional model.
+
+  Every method of :class:`TransportModel` taking ``(params, points[n, d])``
+  is the conditional model's at ``c`` (one vector ``[k]`` broadcast to the
+  rows, or ``[n, k]``, one per row); other attributes (the cost, the
+  parameterisation, the domain) are the model's. Hashed by identity, like
+  the model.
+
+  Args:
+    model: A conditional :class:`TransportModel` (``dim_cond > 0``).
+    condition: ``[k]`` or ``[n, k]``.
+  """
+
+  dim_cond = 0  # looks unconditional to its users
+  conditional = False
+
+  def __init__(self, model: TransportModel, condition: jnp.ndarray):
+    self.model = model
+    self.condition = condition
+
+  def __getattr__(self, name: str) -> Any:
+    if name in ("model", "condition"):  # not set yet (copies, unpickling)
+      raise AttributeError(name)
+    return getattr(self.model, name)
+
+  def _c(self, points: jnp.ndarray) -> jnp.ndarray:
+    c = jnp.asarray(self.condition, points.dtype)
+    if c.ndim == 1:
+      c = jnp.broadcast_to(c, (points.shape[0], c.shape[0]))
+    return c
+
+  def forward_map(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """:math:`T(x \\mid c)`, ``[n, d] -> [n, d]``."""
+    return self.model.forward_map(params_f, x, self._c(x))
+
+  def inverse_map(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    """:math:`T^{-1}(y \\mid c)`, ``[n, d] -> [n, d]``."""
+    return self.model.inverse_map(params_g, y, self._c(y))
+
+  def potential_f(self, params_f: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """The source-side dual variable at ``c``, ``[n]``."""
+    return self.model.potential_f(params_f, x, self._c(x))
+
+  def potential_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    """The target-side dual variable at ``c``, ``[n]``."""
+    return self.model.potential_g(params_g, y, self._c(y))
+
+  def kantorovich_g(self, params_g: Params, y: jnp.ndarray) -> jnp.ndarray:
+    """The Kantorovich potential :math:`g(\\cdot \\mid c)`, ``[n]``."""
+    return self.model.kantorovich_g(params_g, y, self._c(y))

@@ -213,14 +213,16 @@ class ENOTSolver:
         costs.SqEuclidean() if cost_fn is None else cost_fn
     )
     self.parameterisation, self.bidirectional = maps.resolve_parameterisation(
-        self.cost_fn, parameterisation, bidirectional, neural_f, self.dim_data
+        self.cost_fn, parameterisation, bidirectional, neural_f, self.dim_data,
+        self.dim_cond, self.conditioning
     )
     if neural_f is None:
-      neural_f = _default_mlp(
+      neural_f = self._default_network(
           self.dim_data if self.parameterisation == "direct" else 1
       )
-    neural_g = _default_mlp(1) if neural_g is None else neural_g
-    maps.check_networks(self.parameterisation, neural_f, neural_g, dim_data)
+    neural_g = self._default_network(1) if neural_g is None else neural_g
+    maps.check_networks(self.parameterisation, neural_f, neural_g, dim_data,
+                        self.dim_cond, self.conditioning)
     self.neural_f, self.neural_g = neural_f, neural_g
     self.expectile = float(expectile)
     self.expectile_loss_coef = float(expectile_loss_coef)
@@ -238,7 +240,7 @@ class ENOTSolver:
     self.default_optimizers = optimizer_f is None and optimizer_g is None
     self.model = maps.TransportModel(
         self.parameterisation, self.cost_fn, self.neural_f, self.neural_g,
-        self.dim_data
+        self.dim_data, self.dim_cond, self.conditioning
     )
     self.state = self._initial_state(
         utils.default_prng_key(rng),
@@ -251,11 +253,21 @@ class ENOTSolver:
     config = self.step_config()
     self.step_fns = {
         forward: jax.jit(
-            lambda state, x, y, forward=forward: step_lib.train_step(
-                state, x, y, config=config, forward=forward
+            lambda state, x, y, c=None, forward=forward: step_lib.train_step(
+                state, x, y, c, config=config, forward=forward
             )
         ) for forward in (True, False)
     }
+
+  #: Dimension of the condition the networks take (0: none; see
+  #: :class:`~ott_enot.ConditionalExpectileNeuralDual`).
+  dim_cond: int = 0
+  #: How the networks take it (:mod:`ott_enot.networks`).
+  conditioning: str = "concat"
+
+  def _default_network(self, out: int) -> nn.Module:
+    """The network used when none is given, with ``out`` outputs per point."""
+    return _default_mlp(out)
 
   def init_state(
       self, rng: jax.Array, optimizer_f: optax.GradientTransformation,
@@ -263,8 +275,10 @@ class ENOTSolver:
   ) -> step_lib.ENOTTrainState:
     """Fresh networks (initialised from ``rng``) and optimiser states."""
     rng_f, rng_g = jax.random.split(rng, 2)
+    inputs = maps.network_inputs(self.dim_data, self.dim_cond,
+                                 self.conditioning)
     init = lambda module, key, tx: step_lib.NetworkState.create(
-        module.init(key, jnp.ones((1, self.dim_data)))["params"], tx
+        module.init(key, *inputs)["params"], tx
     )
     return step_lib.ENOTTrainState.create(
         init(self.neural_f, rng_f, optimizer_f),
@@ -511,7 +525,8 @@ class ENOTSolver:
     signature = checkpoints.signature(
         cost_fn=self.cost_fn, parameterisation=self.parameterisation,
         dim_data=self.dim_data, bidirectional=self.bidirectional,
-        state=self.state
+        state=self.state, dim_cond=self.dim_cond,
+        conditioning=self.conditioning
     )
     return checkpoints.Checkpointer(
         self.checkpoint_dir, signature=signature, keep=self.checkpoint_keep,

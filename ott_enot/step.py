@@ -248,11 +248,15 @@ def is_forward(step: Any, bidirectional: bool) -> Any:
 
 def _objective(
     config: StepConfig, forward: bool,
-    hyper: Optional[Hyperparameters] = None
+    hyper: Optional[Hyperparameters] = None,
+    c: Optional[jnp.ndarray] = None,
 ) -> Callable[..., tuple]:
   """:func:`~ott_enot.losses.enot_loss` of one direction:
   ``(map_params, potential_params, x, y) -> (loss, terms)``, with the
-  expectile and its weight of ``hyper`` if given, else of ``config``."""
+  expectile and its weight of ``hyper`` if given, else of ``config``; with
+  conditions ``c[n, k]`` the map and the potential of row ``i`` are those at
+  ``c_i`` (ENOT's terms are per row: ``x_i``, ``y_i`` and ``c_i`` belong to
+  one condition)."""
   model = config.model
   if hyper is None:
     expectile, coef = config.expectile, config.expectile_loss_coef
@@ -265,6 +269,9 @@ def _objective(
   else:
     map_fn, value_fn = model.inverse_map, model.potential_f
     cost_fn = lambda a, b: model.training_cost(b, a)
+  if c is not None:
+    map_fn = functools.partial(map_fn, c=c)
+    value_fn = functools.partial(value_fn, c=c)
   return functools.partial(
       losses.enot_loss,
       map_fn=map_fn,
@@ -302,6 +309,7 @@ def enot_step(
     state: ENOTTrainState,
     x: jnp.ndarray,
     y: jnp.ndarray,
+    c: Optional[jnp.ndarray] = None,
     *,
     config: StepConfig,
     forward: bool,
@@ -319,6 +327,8 @@ def enot_step(
     state: Current state.
     x: Array ``[n, d]`` from the source measure.
     y: Array ``[n, d]`` from the target measure.
+    c: Conditions ``[n, k]`` of a conditional model (row ``i``'s ``x_i``
+      and ``y_i`` belong to condition ``c_i``), else :obj:`None`.
     config: The static :class:`StepConfig`.
     forward: Direction (static).
     active: Boolean scalar; an inactive step (a masked position of a chunk)
@@ -333,7 +343,7 @@ def enot_step(
     parameters non-finite); an active non-finite step marks the state
     ``diverged`` instead.
   """
-  objective = _objective(config, forward, hyper)
+  objective = _objective(config, forward, hyper, c)
   map_params, pot_params = (
       state.params if forward else state.params[::-1]
   )
@@ -364,6 +374,7 @@ def train_step(
     state: Any,
     x: jnp.ndarray,
     y: jnp.ndarray,
+    c: Optional[jnp.ndarray] = None,
     *,
     config: StepConfig,
     forward: bool,
@@ -380,6 +391,7 @@ def train_step(
     state: :class:`ENOTTrainState` or :class:`PopulationState`.
     x: Source batch ``[n, d]``.
     y: Target batch ``[n, d]``.
+    c: Conditions ``[n, k]`` (conditional models), else :obj:`None`.
     config: The static :class:`StepConfig`.
     forward: Direction (static).
     active: Boolean scalar, or ``[members]`` for a population.
@@ -390,10 +402,11 @@ def train_step(
   """
   if not isinstance(state, PopulationState):
     return enot_step(
-        state, x, y, config=config, forward=forward, active=active
+        state, x, y, c, config=config, forward=forward, active=active
     )
   member_step = lambda member, hyper, live: enot_step(
-      member, x, y, config=config, forward=forward, active=live, hyper=hyper
+      member, x, y, c, config=config, forward=forward, active=live,
+      hyper=hyper
   )
   active = jnp.broadcast_to(active, state.step.shape)
   members, metrics = jax.vmap(member_step)(state.members, state.hyper, active)
@@ -420,15 +433,17 @@ class ValidationMetrics(NamedTuple):
 
 
 def validation_metrics(
-    params_f: Params, params_g: Params, x: jnp.ndarray, y: jnp.ndarray, *,
+    params_f: Params, params_g: Params, x: jnp.ndarray, y: jnp.ndarray,
+    c: Optional[jnp.ndarray] = None, *,
     config: StepConfig, hyper: Optional[Hyperparameters] = None
 ) -> Tuple[ValidationMetrics, jnp.ndarray]:
   """:class:`ValidationMetrics` on a batch and the mapped points ``T(x)``
   ``[n, d]`` (for :func:`ott_enot.metrics.fit_and_floor`); no update.
-  ``hyper``: a population member's expectile and weight."""
+  ``c``: a conditional model's conditions ``[n, k]``; ``hyper``: a
+  population member's expectile and weight."""
   model = config.model
-  loss, terms = _objective(config, True, hyper)(params_f, params_g, x, y)
+  loss, terms = _objective(config, True, hyper, c)(params_f, params_g, x, y)
   step = _metrics(config, True, x, y, loss, terms)
-  mapped = model.forward_map(params_f, x)
+  mapped = model.forward_map(params_f, x, c)
   map_cost = jnp.mean(jax.vmap(model.cost_fn)(x, mapped))
   return ValidationMetrics(*step, map_cost), mapped
