@@ -182,6 +182,12 @@ class ConditionalPotentials:
     :meth:`ott_enot.ENOTPotentials.distance`)."""
     return self.at(condition).distance(src, tgt)
 
+  def plot_ot_map(self, source: jnp.ndarray, target: jnp.ndarray,
+                  condition: Condition_t, **kwargs: Any) -> Tuple[Any, Any]:
+    """:meth:`ott_enot.ENOTPotentials.plot_ot_map` of one condition
+    (``kwargs`` are its arguments)."""
+    return self.at(condition).plot_ot_map(source, target, **kwargs)
+
   # ---- serialization ----
 
   def _meta(self) -> Dict[str, Any]:

@@ -123,6 +123,9 @@ def test_conditions_by_vector_row_label_and_at(trained):
       np.asarray(jitted(pot, x, jnp.asarray([UNSEEN]))), one, atol=1e-5)
   d = float(pot.distance(x, true_map(UNSEEN, x), condition=[UNSEEN]))
   assert np.isfinite(d) and d > 0
+  _, ax = pot.plot_ot_map(x, true_map(UNSEEN, x), condition=UNSEEN)
+  moved = ax.collections[2].get_offsets()  # T(x | c), the third scatter
+  np.testing.assert_allclose(moved, one, atol=1e-5)
 
 
 def test_save_load_keeps_condition_dimension_and_labels(trained, tmp_path):
@@ -265,6 +268,7 @@ def untrained():
 
 @pytest.mark.parametrize("call, match", [
     (lambda s: s.fit({}), "non-empty dict"),
+    (lambda s: s.fit({0.0: (np.ones((0, D)), np.ones((5, D)))}), "non-empty"),
     (lambda s: s.fit(family(labels=(0.0, 1.0)), holdout=[0.5]),
      r"`holdout` names \[0.5\]"),
     (lambda s: s.fit(family(labels=(0.0, 1.0)), holdout=[0.0, 1.0]),
@@ -333,3 +337,26 @@ def test_weights_of_linear_problems_are_respected():
       {0.0: prob, 1.0: (np.ones((8, D)), np.ones((8, D)))}, batch_size=512)
   _, _, cs = balanced.sample_step(jax.random.key(0), 3)
   assert 0.4 < np.mean(np.asarray(cs)[:, 0] == 0.0) < 0.6
+
+
+@pytest.mark.parametrize("form", ["twist", "correlation", "direct"])
+def test_every_parameterisation_takes_the_condition(form):
+  out = D if form == "direct" else 1
+  solver = ott_enot.ConditionalExpectileNeuralDual(
+      D, P.MLP([16, out]), P.MLP([16, 1]), dim_cond=1, parameterisation=form)
+  assert solver.bidirectional == (form != "direct")
+  pot = solver.to_dual_potentials()
+  x = X_TEST[:8]
+  a, b = (np.asarray(pot.transport(x, condition=[c])) for c in (0.0, 1.0))
+  assert a.shape == (8, D) and not np.allclose(a, b)  # c enters the map
+  if form == "direct":
+    with pytest.raises(ValueError, match="no inverse"):
+      pot.transport(x, condition=[0.0], forward=False)
+  else:  # the map is the gradient in x at fixed c
+    at = pot.at([0.0])
+    value = at.model.potential_f if form == "twist" else (
+        lambda p, v: -at.model.potential_f(p, v))
+    grad = jax.grad(lambda v: value(pot.params_f, v).sum())(jnp.asarray(x))
+    # twist for |x - y|^2: x - grad h*(grad f) = x - grad f / 2
+    want = x - grad / 2 if form == "twist" else grad
+    np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-5)
