@@ -120,10 +120,7 @@ class ConditionalPotentials:
     arr = np.asarray(condition, np.float32)
     if arr.ndim == 0 and self.dim_cond == 1:
       arr = arr[None]
-    if arr.ndim == 1:
-      checks.check_conditions("condition", arr[None], self.dim_cond)
-    else:
-      checks.check_conditions("condition", arr, self.dim_cond)
+    checks.check_conditions("condition", np.atleast_2d(arr), self.dim_cond)
     return jnp.asarray(arr)
 
   def at(self, condition: Condition_t) -> potentials_lib.ENOTPotentials:

@@ -308,6 +308,11 @@ class IteratorFeed:
           f"generators). The solver keeps the state of the last completed "
           f"chunk of steps."
       ) from None
+    return self._checked(group, raw)
+
+  def _checked(self, group: Tuple[int, ...],
+               raw: Sequence[Any]) -> Tuple[np.ndarray, ...]:
+    """The batches ``raw`` of the loaders of ``group``, checked together."""
     checked = [self._check(j, r) for j, r in zip(group, raw)]
     arrays = tuple(np.asarray(a) for a, _ in checked)
     rows = [a.shape[0] for a in arrays]
@@ -344,18 +349,17 @@ class IteratorFeed:
     def check_firsts():
       firsts = []
       for group in groups:
-        raw = {}
+        raw = []
         for j in group:
           try:
-            raw[j] = next(self.iters[j])
+            raw.append(next(self.iters[j]))
           except StopIteration:
             raise ValueError(
                 f"`{self.names[j]}` is empty: it must yield batches."
             ) from None
-          self.iters[j] = itertools.chain([raw[j]], self.iters[j])
-        batch = self._draw(group)
-        for j in group:  # training starts with these batches
-          self.iters[j] = itertools.chain([raw[j]], self.iters[j])
+          # training starts with this batch
+          self.iters[j] = itertools.chain([raw[-1]], self.iters[j])
+        batch = self._checked(group, raw)
         if group is self.train_group:
           parallel.check_local_batch_size(
               batch[0].shape[0], f"The batch size of `{self.names[0]}`")
