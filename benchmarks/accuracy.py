@@ -41,7 +41,7 @@ from ott.solvers import linear
 
 import common
 import ott_enot
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 
 def _cap(n: int, seed: int, centre, spread: float) -> np.ndarray:

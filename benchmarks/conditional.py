@@ -37,7 +37,7 @@ from ott.tools.gaussian_mixture import gaussian
 
 import common
 import ott_enot
-from ott_enot import metrics, w2bench
+from ott_enot.evaluation import metrics, w2bench
 
 HERE = pathlib.Path(__file__).resolve().parent
 

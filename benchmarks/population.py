@@ -40,7 +40,8 @@ from ott.tools.gaussian_mixture import gaussian
 
 import common
 import ott_enot
-from ott_enot import population, w2bench
+from ott_enot.evaluation import w2bench
+from ott_enot.solvers import population
 
 HERE = pathlib.Path(__file__).resolve().parent
 GRID = population.grid(
@@ -223,7 +224,7 @@ def speed(a) -> None:
   def separate_runs():
     start = time.perf_counter()
     for m in members:
-      opt = lambda: ott_enot.solver.default_optimizer(a.steps,
+      opt = lambda: ott_enot.default_optimizer(a.steps,
                                                       m["learning_rate"])
       solver = ott_enot.ENOTSolver(
           prob.dim, **_nets(a.widths), optimizer_f=opt(), optimizer_g=opt(),

@@ -5,7 +5,7 @@ Every solver gets the same networks (4x128 ELU MLPs), the same batches and
 the same number of steps; the true map is the closed-form Gaussian Monge map
 (``ott.tools.gaussian_mixture.gaussian.Gaussian.transport``). ott's defaults:
 Adam lr 3e-4, b1 = b2 = 0.9, tau 0.99, lambda 1.0; ours
-(``ott_enot.solver.default_optimizer``): Adam b1 0.9, b2 0.99, lr 1e-3 cosine
+(``ott_enot.default_optimizer``): Adam b1 0.9, b2 0.99, lr 1e-3 cosine
 to 1e-5, tau 0.99, lambda 0.5.
 
     python benchmarks/quality.py --dims 2 16 --steps 5000 --seeds 3
@@ -26,7 +26,7 @@ from ott.neural.methods import expectile_neural_dual as ott_enot_module
 from ott.tools.gaussian_mixture import gaussian
 
 import ott_enot
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 
 def _sampler(g, seed, batch):

@@ -10,7 +10,7 @@ With ``--seeds N`` every row is N runs (seeds 0, ..., N - 1: networks,
 batches and evaluation points) reported as mean ± standard deviation.
 
 For each D, each solver trains on batches of P and Q = T*#P (the benchmark's
-pairs, `benchmarks/w2bench/`, loaded by `ott_enot.w2bench`) and is scored on
+pairs, `benchmarks/w2bench/`, loaded by `ott_enot.evaluation.w2bench`) and is scored on
 2^14 fresh points of P: forward L2-UV = 100 E|T(x) - T*(x)|^2 / tr Cov(Q) and
 inverse L2-UV = 100 E|S(T*(x)) - x|^2 / tr Cov(P), in per cent. Wall time is the
 whole run as a user meets it (solver built, compiled, trained; the first row of
@@ -46,7 +46,7 @@ from ott.neural.networks import potentials
 
 import common
 import ott_enot
-from ott_enot import w2bench
+from ott_enot.evaluation import w2bench
 
 DATA = pathlib.Path(__file__).resolve().parent / "w2bench"
 DIMS = w2bench.PUBLISHED_DIMS

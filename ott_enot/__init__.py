@@ -1,36 +1,61 @@
-"""ott-enot: expectile-regularised neural optimal transport for OTT-JAX."""
+r"""ott-enot: expectile-regularised neural optimal transport for OTT-JAX.
+
+The layers, bottom to top (each a sub-package; ``ARCHITECTURE.md`` has the
+data flow and how to add a cost, a parameterisation, a feed or a method):
+
+- :mod:`ott_enot.checks`: validation of user input (every layer);
+- :mod:`ott_enot.costs`: the cost registry, the Euclidean and sphere costs,
+  the property engine;
+- :mod:`ott_enot.evaluation`: metrics (fit and floor, L2-UV), the W2
+  benchmark;
+- :mod:`ott_enot.data`: point clouds and problems -> streams of batches;
+- :mod:`ott_enot.training`: the engine (the training-method interface,
+  loop, feeds, devices, checkpoints);
+- :mod:`ott_enot.model`: parameterisations, networks, loss, potentials;
+- :mod:`ott_enot.methods`: the training methods (ENOT, a population);
+- :mod:`ott_enot.solvers`: the faces users call;
+- :mod:`ott_enot.testing`: property tests of a user's cost.
+
+Glossary (one word per concept, used everywhere):
+
+- *measure*: the source :math:`\alpha` or the target :math:`\beta`;
+  *batch*: arrays of points drawn from them, ``(x[n, d], y[n, d])`` and, for
+  a conditional model, ``cond[n, k]``;
+- *cost* :math:`c`: always the cost (``cost_fn``); the *condition* of a map
+  :math:`T(x \mid z)` is ``cond`` in code and :math:`z` in formulas, never
+  ``c``; ``conditions`` is only the user's ``{label: vector}``, ``table``
+  only a ``{label: vector}`` a model knows, ``vectors`` the ``[K, k]``
+  array of a family's conditions;
+- *dual potentials* (``potential_f``, ``potential_g``): the dual variables
+  of the problem training solves; *Kantorovich potential*
+  (``kantorovich_g``, ``ENOTPotentials.f``/``g``): of the user's cost;
+- *parameterisation*: how the map comes from the networks (``"twist"``,
+  ``"correlation"``, ``"direct"``, one class each);
+- *forward* / *inverse*: the map's direction (source -> target / target ->
+  source); *bidirectional*: both, alternating;
+- *training method*: what the engine trains (init, step, validate, result);
+  *member*: one configuration of a population;
+- *feed*: what supplies batches to the loop; *sampler*: a pure ``key ->
+  batch`` on the device; *stream*: point clouds sampled on the device;
+  *loaders*: ott's host iterators;
+- *step*: one update; *chunk*: the steps one dispatch runs in a ``lax.scan``;
+  *chunk length*: its number of steps (``chunk_size`` rounded up to the
+  method's phases); *run*: one call of training.
+"""
+import importlib
+from typing import Any
+
+from ott_enot import _legacy
 from ott_enot import (
-    checkpoints,
     checks,
-    compat,
-    conditional,
-    conditional_data,
-    conjugate,
     costs,
     data,
-    feeds,
-    loop,
-    losses,
-    maps,
-    metrics,
-    networks,
-    numerics,
-    population,
-    potentials,
-    properties,
-    sharding,
-    solver,
-    sphere,
-    step,
-    testing,
+    evaluation,
+    methods,
+    model,
+    solvers,
+    training,
 )
-from ott_enot.compat import ExpectileNeuralDual
-from ott_enot.conditional import (
-    ConditionalExpectileNeuralDual,
-    ConditionalPotentials,
-)
-from ott_enot.conditional_data import ConditionalStream
-from ott_enot.conjugate import ExpectileConjugateSolver
 from ott_enot.costs import (
     SphereGeodesic,
     SphereGeodesicSq,
@@ -38,14 +63,29 @@ from ott_enot.costs import (
     get_cost,
     register_cost,
 )
-from ott_enot.data import PointCloudStream
-from ott_enot.losses import enot_loss, expectile_loss
-from ott_enot.networks import ConditionalMLP
-from ott_enot.population import ENOTPopulation, PopulationResult
-from ott_enot.potentials import ENOTPotentials
-from ott_enot.sharding import ProcessFailedError, batch_mesh
-from ott_enot.solver import ENOTSolver
-from ott_enot.step import TrainingDivergedError
+from ott_enot.data import ConditionalStream, PointCloudStream
+from ott_enot.methods import PopulationResult
+from ott_enot.model import (
+    ConditionalMLP,
+    ConditionalPotentials,
+    ENOTPotentials,
+    ExpectileConjugateSolver,
+    enot_loss,
+    expectile_loss,
+)
+from ott_enot.solvers import (
+    ConditionalExpectileNeuralDual,
+    ENOTPopulation,
+    ENOTSolver,
+    ExpectileNeuralDual,
+    default_optimizer,
+)
+from ott_enot.training import (
+    ProcessFailedError,
+    TrainingDivergedError,
+    TrainingMethod,
+    batch_mesh,
+)
 
 __version__ = "0.1.0"
 
@@ -62,8 +102,10 @@ __all__ = [
     "ENOTPotentials",
     "TrainingDivergedError",
     "ProcessFailedError",
+    "TrainingMethod",
     "PointCloudStream",
     "batch_mesh",
+    "default_optimizer",
     "SphereGeodesic",
     "SphereGeodesicSq",
     "get_cost",
@@ -71,27 +113,23 @@ __all__ = [
     "available_costs",
     "expectile_loss",
     "enot_loss",
-    "checkpoints",
     "checks",
-    "compat",
-    "conditional",
-    "conditional_data",
-    "conjugate",
     "costs",
     "data",
-    "feeds",
-    "loop",
-    "losses",
-    "maps",
-    "metrics",
-    "networks",
-    "numerics",
-    "population",
-    "potentials",
-    "properties",
-    "sharding",
-    "solver",
-    "sphere",
-    "step",
+    "evaluation",
+    "methods",
+    "model",
+    "solvers",
     "testing",
+    "training",
 ]
+
+_legacy.install()
+
+
+def __getattr__(name: str) -> Any:
+  # `ott_enot.testing` loads hypothesis: imported when first used; the
+  # flat layout's module paths (`ott_enot.step`, ...) are kept (_legacy)
+  if name == "testing" or name in _legacy.MOVED:
+    return importlib.import_module(f"ott_enot.{name}")
+  raise AttributeError(f"module 'ott_enot' has no attribute {name!r}")

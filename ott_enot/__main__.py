@@ -17,7 +17,7 @@ from ott.geometry import costs, pointcloud
 from ott.solvers import linear
 
 import ott_enot
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 __all__ = ["main"]
 

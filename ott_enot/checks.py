@@ -237,7 +237,7 @@ def check_sampler(
     dim_cond: int = 0
 ) -> None:
   """Check that ``sampler(key)`` returns ``(x[n, dim], y[n, dim])``, or with
-  ``dim_cond > 0`` ``(x[n, dim], y[n, dim], c[n, dim_cond])``.
+  ``dim_cond > 0`` ``(x[n, dim], y[n, dim], cond[n, dim_cond])``.
 
   By abstract evaluation (:func:`jax.eval_shape`): nothing compiles or runs.
 
@@ -246,7 +246,7 @@ def check_sampler(
     ValueError: if it returns anything else than such arrays with the same
       ``n``.
   """
-  what = "(x, y)" if not dim_cond else "(x, y, c)"
+  what = "(x, y)" if not dim_cond else "(x, y, cond)"
   try:
     out = jax.eval_shape(sampler, jax.random.key(0))
   except Exception as err:  # noqa: BLE001 - report what the sampler did
@@ -273,7 +273,8 @@ def check_conditions(
     name: str, conditions: Any, dim_cond: int, rows: Optional[int] = None,
     *, source: str = "is"
 ) -> np.ndarray:
-  """Check condition vectors ``c[n, dim_cond]`` (finite; ``rows`` of them).
+  """Check condition vectors ``cond[n, dim_cond]`` (finite; ``rows`` of
+  them).
 
   Raises:
     TypeError: if they are not real numbers.

@@ -109,9 +109,9 @@ s = problem.solver(mesh)
 loaders = list(problem.stream.loaders(problem.KEY))
 if PID == 1:
   loaders[1] = (b[:, :-1] for b in loaders[1])
-compiled = ott_enot.loop.chunk_programs_compiled()
+compiled = ott_enot.training.chunk_programs_compiled()
 record(shape_error=error_of(lambda: s(*loaders)),
-       shape_compiled=ott_enot.loop.chunk_programs_compiled() - compiled)
+       shape_compiled=ott_enot.training.chunk_programs_compiled() - compiled)
 
 # local batches of different sizes: before compiling, naming the processes
 s = problem.solver(mesh)

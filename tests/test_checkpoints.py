@@ -13,7 +13,7 @@ import pytest
 from ott.geometry import costs
 
 import ott_enot
-from ott_enot import checkpoints
+from ott_enot.training import checkpoints
 
 DIM, BATCH, STEPS, EVERY, CHUNK = 2, 32, 240, 40, 20
 
@@ -86,7 +86,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
   resumer = SCRIPT + textwrap.dedent(f"""
       import numpy as np, sys
       solver = make_solver({str(directory)!r})
-      meta_step = max(ott_enot.checkpoints.checkpoint_steps({str(directory)!r}))
+      meta_step = max(ott_enot.training.checkpoints.checkpoint_steps({str(directory)!r}))
       seen = []
       pots, logs = solver.fit(sampler, resume=True,
                               callback=lambda step, p: seen.append(step))

@@ -11,7 +11,7 @@ from ott.geometry import costs
 from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
-from ott_enot import loop
+from ott_enot.training import loop
 
 
 @pytest.mark.parametrize(

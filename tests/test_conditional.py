@@ -15,7 +15,7 @@ from ott.neural.networks import potentials as P
 from ott.problems.linear import linear_problem
 
 import ott_enot
-from ott_enot import checkpoints, loop
+from ott_enot.training import checkpoints, loop
 
 D, STEPS, N = 2, 3000, 4096
 SEEN = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -289,7 +289,7 @@ def untrained():
         pointcloud.PointCloud(np.ones((5, D)), np.ones((5, D))), tau_a=0.5)}),
      "unbalanced"),
     (lambda s: s.fit(lambda key: (jnp.ones((4, D)), jnp.ones((4, D)))),
-     r"\(x, y, c\)"),
+     r"\(x, y, cond\)"),
     (lambda s: s.fit(lambda key: (jnp.ones((4, D)), jnp.ones((4, D)),
                                   jnp.ones((4, 2)))), r"\[n, 1\]"),
     (lambda s: s.to_dual_potentials().transport(np.ones((3, D)), [1.0, 2.0]),

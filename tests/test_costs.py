@@ -7,7 +7,7 @@ import pytest
 from ott.geometry import costs
 
 from ott_enot import costs as enot_costs
-from ott_enot import sphere
+from ott_enot.costs import sphere
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ class TestRegistry:
         enot_costs.register_cost("test_huberish", Huberish,
                                  parameterisations=("direct",))
     finally:
-      enot_costs._REGISTRY.pop("test_huberish", None)
+      enot_costs.registry._REGISTRY.pop("test_huberish", None)
 
   @pytest.mark.parametrize(
       ("kwargs", "match"),

@@ -1,7 +1,7 @@
 """ENOT with every registered cost: maps that push the source onto the target.
 
 Judged without ground truth, on 1,024 held-out points: the fit (Sinkhorn
-divergence of T(x) to y, :func:`ott_enot.metrics.sinkhorn_divergence`) over
+divergence of T(x) to y, :func:`ott_enot.evaluation.metrics.sinkhorn_divergence`) over
 the resampling floor (the same divergence between two target samples), and
 the dual estimate against Sinkhorn's OT cost on the same points.
 
@@ -37,7 +37,7 @@ from ott.solvers import linear
 
 import ott_enot
 from ott_enot import costs as enot_costs
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 from conftest import batches, moons, s_curve, sphere_cap  # noqa: E402
 

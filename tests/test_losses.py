@@ -8,7 +8,7 @@ import pytest
 
 from ott.neural.networks import potentials as ott_potentials
 
-from ott_enot import losses
+from ott_enot.model import losses
 
 
 class TestExpectileLoss:
@@ -47,7 +47,7 @@ HAND = dict(
     source=jnp.array([[1.0], [2.0]]),
     target=jnp.array([[1.5], [5.0]]),
     map_fn=lambda p, x: p * x,
-    value_fn=lambda q, y: q * y[:, 0],
+    potential_fn=lambda q, y: q * y[:, 0],
     cost_fn=lambda x, y: jnp.sum((x - y) ** 2, axis=-1),
     expectile=0.9,
     expectile_loss_coef=0.5,
@@ -93,7 +93,7 @@ class TestENOTLoss:
         source=x,
         target=y,
         map_fn=twist_map,
-        value_fn=value(g),
+        potential_fn=value(g),
         cost_fn=lambda a, b: jnp.sum((a - b) ** 2, axis=-1),
         expectile=0.95,
         expectile_loss_coef=0.7,

@@ -8,7 +8,8 @@ from ott.geometry import costs
 from ott.neural.networks import icnn
 from ott.neural.networks import potentials as ott_potentials
 
-from ott_enot import compat, maps
+from ott_enot.model import parameterisations as maps
+from ott_enot.solvers import compat
 
 
 class TestResolveParameterisation:
@@ -146,7 +147,7 @@ class TestCheckNetworks:
 def _model(form, cost_fn, f_out=1, dim=2, f=None, g=None):
   f = f or ott_potentials.MLP(dim_hidden=[8, f_out])
   g = g or ott_potentials.MLP(dim_hidden=[8, 1])
-  model = maps.TransportModel(form, cost_fn, f, g, dim)
+  model = maps.transport_model(form, cost_fn, f, g, dim)
   pf = f.init(jax.random.key(0), jnp.ones((1, dim)))["params"]
   pg = g.init(jax.random.key(1), jnp.ones((1, dim)))["params"]
   return model, pf, pg

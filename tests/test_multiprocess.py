@@ -163,7 +163,7 @@ def test_two_process_run_resumed_equals_the_uninterrupted_one(runs):
 def test_two_process_checkpoint_resumes_in_one(runs, tmp_path):
   # the pair's checkpoint of step 30, alone in a directory, resumed here
   src = os.path.join(runs["workdir"], "pair_ckpt", "latest")
-  assert ott_enot.checkpoints.checkpoint_steps(
+  assert ott_enot.training.checkpoints.checkpoint_steps(
       os.path.join(runs["workdir"], "pair_ckpt")) == (30, problem.STEPS - 1)
   shutil.copytree(os.path.join(src, "30"),
                   os.path.join(tmp_path, "latest", "30"))
@@ -192,7 +192,7 @@ def test_nan_batch_on_one_process_is_an_error_on_both(runs):
     # the state after the last chunk completed before the chunk of step 40
     # (whose batches are pulled while that one runs) is kept
     config = problem.solver(None).loop_config()
-    chunks = ott_enot.loop.plan_chunks(problem.STEPS, config.chunk_length,
+    chunks = ott_enot.training.loop.plan_chunks(problem.STEPS, config.chunk_length,
                                        config.chunk_size)
     bad = next(c for c in chunks if c.lo <= 40 <= c.hi)
     assert main["nan_step"] == bad.lo
@@ -238,7 +238,7 @@ def test_killed_process_stops_the_other_with_a_clear_error(runs):
 
 def test_latest_checkpoint_of_a_killed_run_resumes(runs, tmp_path):
   ckpt = os.path.join(runs["workdir"], "kill_ckpt")
-  steps = ott_enot.checkpoints.checkpoint_steps(ckpt)
+  steps = ott_enot.training.checkpoints.checkpoint_steps(ckpt)
   assert steps[:2] == (15, 30), steps  # complete; 45's may have been cut
   shutil.copytree(ckpt, tmp_path / "ckpt")
   s = problem.solver(None, checkpoint_dir=str(tmp_path / "ckpt"),
@@ -279,7 +279,7 @@ def test_loaders_refuse_shares_that_do_not_exist(kw, match):
 
 
 def test_fingerprint_tells_data_apart():
-  fp = ott_enot.sharding.fingerprint
+  fp = ott_enot.training.sharding.fingerprint
   tree = {"x": problem.X, "key": jax.random.key(1)}
   assert fp(tree) == fp({"x": problem.X.copy(), "key": jax.random.key(1)})
   assert fp(tree) != fp({"x": problem.X + 1e-6, "key": jax.random.key(1)})
@@ -287,7 +287,7 @@ def test_fingerprint_tells_data_apart():
 
 
 def test_agree_in_one_process_raises_the_error_as_it_is():
-  parallel = ott_enot.sharding.DataParallel()
+  parallel = ott_enot.training.sharding.DataParallel()
   parallel.agree(None, same={"batch size": 3})  # nothing to compare with
   with pytest.raises(ValueError, match="^bad batch$"):
     parallel.agree("bad batch")

@@ -23,7 +23,8 @@ import json, os, re, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_compilation_cache_dir", os.environ["OTT_ENOT_TEST_JAX_CACHE"])
 import ott_enot
-from ott_enot import data, feeds, loop
+from ott_enot import data
+from ott_enot.training import feeds, loop
 from ott.neural.networks import potentials as P
 
 D, N, WIDTH, STEPS = {D}, {N}, {WIDTH}, {STEPS}
@@ -147,8 +148,7 @@ for name in ("none", "two"):
   }}
 
 # a conditional model: each batch's rows and their conditions split together
-from ott_enot import conditional_data
-cstream = conditional_data.ConditionalStream.from_problems(
+cstream = data.ConditionalStream.from_problems(
     {{0.0: (x[:500], y[:500]), 1.0: (x[500:1000], y[500:1000] + 1.0),
      0.5: (x[1000:], y[1000:] + 0.5)}}, batch_size=N, holdout=[0.5])
 out["conditional"] = {{}}

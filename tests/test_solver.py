@@ -12,7 +12,7 @@ from ott.neural.networks import potentials as ott_potentials
 from ott.problems.linear import linear_problem
 
 import ott_enot
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 
 def _mlp(out, width=64):

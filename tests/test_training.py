@@ -14,7 +14,8 @@ from ott.geometry import pointcloud
 from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
-from ott_enot import feeds, loop, step as step_lib
+from ott_enot import methods
+from ott_enot.training import feeds, loop
 
 
 def _solver(**kw):
@@ -63,10 +64,9 @@ def test_chunks_partition_the_run(num, length, chunk):
      (100, True, 250, 100, 1)],
 )
 def test_loop_config(chunk, bidirectional, valid, length, snapshots):
-  step = step_lib.StepConfig(None, 0.9, 1.0)
+  method = methods.ENOT(None, 0.9, 1.0, bidirectional)
   config = loop.LoopConfig.create(
-      step=step, bidirectional=bidirectional, chunk_size=chunk,
-      valid_freq=valid, backend="gpu",
+      method=method, chunk_size=chunk, valid_freq=valid, backend="gpu",
   )
   assert (config.chunk_length, config.snapshots) == (length, snapshots)
   assert config.chunk_size == chunk
@@ -76,8 +76,8 @@ def test_loop_config(chunk, bidirectional, valid, length, snapshots):
     inner = [s for s in range(max(c.lo, 1), c.hi) if s % valid == 0]
     assert len(inner) <= snapshots
   assert hash(config) == hash(loop.LoopConfig.create(
-      step=step_lib.StepConfig(None, 0.9, 1.0), bidirectional=bidirectional,
-      chunk_size=chunk, valid_freq=valid, backend="gpu"))
+      method=methods.ENOT(None, 0.9, 1.0, bidirectional), chunk_size=chunk,
+      valid_freq=valid, backend="gpu"))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
@@ -96,19 +96,19 @@ def test_chunks_equal_step_by_step(pair2, bidirectional):
   # the same steps, one jitted step at a time
   train_x, train_y, valid_x, valid_y = pair2.loaders(batch=32, seed=5)
   state, rows, valid_rows = reference, [], []
-  config = solver.step_config()
+  method = solver.method
   for k in range(15):
-    forward = bool(step_lib.is_forward(k, bidirectional))
+    forward = bool(methods.is_forward(k, bidirectional))
     state, m = solver.step_fns[forward](state, next(train_x), next(train_y))
     if k % 3 == 0:
       rows.append((float(m.loss_f), float(m.loss_g), float(m.w_dist)))
     if k and k % 4 == 0:
-      v, _ = step_lib.validation_metrics(*state.params, next(valid_x),
-                                         next(valid_y), config=config)
+      v, _ = methods.validation_metrics(*state.params, next(valid_x),
+                                        next(valid_y), method=method)
       valid_rows.append((float(v.loss_f), float(v.loss_g), float(v.w_dist)))
   _close(solver.state, state)
   assert logs["train_logs"]["directions"] == [
-      "forward" if step_lib.is_forward(k, bidirectional) else "inverse"
+      "forward" if methods.is_forward(k, bidirectional) else "inverse"
       for k in range(0, 15, 3)
   ]
   got = np.stack([logs["train_logs"][k] for k in ("loss_f", "loss_g", "w_dist")], 1)
@@ -314,7 +314,7 @@ def test_divergence_stops_with_the_last_good_state(pair2):
 
 _DEFERRED_CTRL_C = """
 import os, signal
-from ott_enot import loop
+from ott_enot.training import loop
 # as in an interactive interpreter (a parent such as a pytest-xdist worker may
 # pass SIGINT on ignored, and then Python installs no handler at start-up)
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -443,11 +443,11 @@ def test_validation_logs_the_map_cost_and_its_fit_beside_the_floor():
   tx = pot.transport(x)
   np.testing.assert_allclose(
       valid["map_cost"], jnp.mean(jnp.sum((tx - x) ** 2, -1)), rtol=1e-5)
-  fit, floor = ott_enot.metrics.fit_and_floor(tx, y)
+  fit, floor = ott_enot.evaluation.metrics.fit_and_floor(tx, y)
   np.testing.assert_allclose([valid["fit"], valid["floor"]], [fit, floor],
                              rtol=1e-4)
   # halves of one batch: the floor compares two target halves, the fit the
   # mapped first half; no map at all is far from the target
   assert valid["floor"] > 0
-  no_map, _ = ott_enot.metrics.fit_and_floor(x, y)
+  no_map, _ = ott_enot.evaluation.metrics.fit_and_floor(x, y)
   assert no_map > 10 * floor

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ott_enot import w2bench
+from ott_enot.evaluation import w2bench
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "w2bench"
 # published forward L2-UV (%) of the linear baseline, Korotin et al. 2021

@@ -51,7 +51,7 @@ On the sphere the twist properties are checked within the injectivity radius
 
 The strategies draw, on purpose, points a tiny (down to subnormal) distance
 apart (:func:`near_pairs`), where naive norms have infinite or NaN gradients.
-The engine (strategies, properties, search) is :mod:`ott_enot.properties`;
+The engine (strategies, properties, search) is :mod:`ott_enot.costs.properties`;
 which properties a cost claims is :func:`ott_enot.costs.claimed_properties`.
 """
 
@@ -60,10 +60,10 @@ from typing import Any, Optional, Sequence
 from ott.geometry import costs as ott_costs
 
 from ott_enot import checks
-from ott_enot import properties as properties_lib
 from ott_enot import costs as enot_costs
+from ott_enot.costs import properties as properties_lib
 from ott_enot.costs import claimed_properties
-from ott_enot.properties import (
+from ott_enot.costs.properties import (
     INJECTIVITY_MARGIN,
     PROPERTIES,
     RTOL,

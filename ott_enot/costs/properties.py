@@ -1,5 +1,7 @@
-r"""The engine of :mod:`ott_enot.testing`: hypothesis strategies of points,
-the properties of a cost, and the search for counterexamples.
+r"""The property engine: hypothesis strategies of points, the properties of
+a cost, and the search for counterexamples (the one module of the package that
+needs hypothesis; :func:`ott_enot.costs.register_cost` and
+:mod:`ott_enot.testing` load it when they run).
 
 Each property (:data:`PROPERTIES`) is a statement about a cost with a
 tolerance, and a strategy that draws examples for it; :func:`search` runs
@@ -24,7 +26,8 @@ from hypothesis.extra import numpy as hnp
 
 from ott.geometry import costs as ott_costs
 
-from ott_enot import checks, sphere
+from ott_enot import checks
+from ott_enot.costs import sphere
 
 __all__ = [
     "PROPERTIES",

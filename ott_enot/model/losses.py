@@ -29,7 +29,7 @@ __all__ = ["expectile_loss", "ENOTLossTerms", "enot_loss"]
 
 Params = object
 MapFn = Callable[[Params, jnp.ndarray], jnp.ndarray]
-ValueFn = Callable[[Params, jnp.ndarray], jnp.ndarray]
+PotentialFn = Callable[[Params, jnp.ndarray], jnp.ndarray]
 BatchCostFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
@@ -74,7 +74,7 @@ def enot_loss(
     target: jnp.ndarray,
     *,
     map_fn: MapFn,
-    value_fn: ValueFn,
+    potential_fn: PotentialFn,
     cost_fn: BatchCostFn,
     expectile: float,
     expectile_loss_coef: float,
@@ -87,7 +87,7 @@ def enot_loss(
     source: Array ``[n, d]``, samples :math:`x_i`.
     target: Array ``[n, d]``, samples :math:`y_i`.
     map_fn: ``(params_map, x[n, d]) -> T(x)[n, d]``.
-    value_fn: ``(params_potential, y[n, d]) -> g(y)[n]``.
+    potential_fn: ``(params_potential, y[n, d]) -> g(y)[n]``.
     cost_fn: Batched cost of pairs, ``(x[n, d], y[n, d]) -> c(x_i, y_i)[n]``.
     expectile: :math:`\tau \in (0, 1]`.
     expectile_loss_coef: :math:`\lambda \ge 0`.
@@ -101,9 +101,9 @@ def enot_loss(
   target_hat_sg = sg(target_hat)
 
   cost_xy = cost_fn(source, target)
-  g_target = value_fn(params_potential, target)
+  g_target = potential_fn(params_potential, target)
   f_source = cost_fn(source, target_hat_sg
-                    ) - value_fn(params_potential, target_hat_sg)
+                    ) - potential_fn(params_potential, target_hat_sg)
 
   diff_1 = sg(f_source - cost_xy) + g_target
   diff_2 = sg(g_target - cost_xy) + f_source
@@ -113,7 +113,7 @@ def enot_loss(
   )
   dual = g_target.mean() + f_source.mean()
   amortisation = (
-      cost_fn(source, target_hat) - value_fn(sg(params_potential), target_hat)
+      cost_fn(source, target_hat) - potential_fn(sg(params_potential), target_hat)
   ).mean()
 
   potential_loss = reg - dual

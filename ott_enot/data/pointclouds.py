@@ -18,8 +18,6 @@ point twice in a batch). Memory is :math:`O(n + m)`: the :math:`n \times m`
 cost matrix is never formed.
 """
 import functools
-import math
-import numbers
 from typing import Any, Iterator, Optional, Tuple, Union
 
 import jax
@@ -31,10 +29,10 @@ from ott.geometry import pointcloud
 from ott.problems.linear import linear_problem
 
 from ott_enot import checks
+from ott_enot.data import sampling
+from ott_enot.data.sampling import as_points, as_weights
 
-__all__ = ["WeightedPoints", "PointCloudStream", "point_cloud_of"]
-
-WEIGHT_ATOL = 1e-4
+__all__ = ["WeightedPoints", "PointCloudStream"]
 
 
 @jtu.register_pytree_node_class
@@ -73,9 +71,10 @@ class WeightedPoints:
       if self.weights is None:
         idx = jax.random.randint(key, (b,), 0, n)
       else:
-        cdf = jnp.cumsum(self.weights)
-        u = jax.random.uniform(key, (b,), maxval=cdf[-1])
-        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
+        cdf = jnp.cumsum(self.weights)[None]
+        u = jax.random.uniform(key, (b,), maxval=cdf[0, -1])
+        which = jnp.zeros((b,), jnp.int32)
+        idx = jnp.minimum(sampling.inverse_cdf(cdf, which, u), n - 1)
     else:
       logits = (
           jnp.zeros(n) if self.weights is None else
@@ -92,70 +91,19 @@ class WeightedPoints:
     return cls(*children, *aux_data)
 
 
-def as_points(name: str, arr: Any) -> np.ndarray:
-  arr = np.asarray(checks.check_points(name, arr))
-  if not np.issubdtype(arr.dtype, np.floating):
-    arr = arr.astype(np.float32)
-  return arr
-
-
-def as_weights(name: str, w: Any, n: int) -> Optional[np.ndarray]:
-  if w is None:
+def _measure(split: Optional[sampling.Split], batch_size: int, replace: bool,
+             name: str) -> Optional[WeightedPoints]:
+  if split is None:
     return None
-  w = np.asarray(w, dtype=np.float64)
-  if w.shape != (n,):
-    raise ValueError(
-        f"`{name}` must have shape ({n},) to match the points, got {w.shape}."
-    )
-  if not np.all(np.isfinite(w)) or np.any(w < 0):
-    raise ValueError(f"`{name}` must be finite and non-negative.")
-  total = float(w.sum())
-  if abs(total - 1.0) > WEIGHT_ATOL:
-    raise ValueError(
-        f"`{name}` must sum to 1 (within {WEIGHT_ATOL:g}), got {total:.6g}; "
-        f"normalise with `w / w.sum()`, or pass tau_a/tau_b < 1 solvers "
-        f"(unbalanced OT) elsewhere: ENOT solves balanced problems."
-    )
-  if np.allclose(w, 1.0 / n, rtol=1e-6, atol=0.0):  # uniform, also in float32
-    return None
-  return w
-
-
-def split_indices(
-    key: jax.Array, n: int, weights: Optional[np.ndarray], fraction: float,
-    name: str
-) -> Tuple[np.ndarray, np.ndarray]:
-  """Disjoint train / valid index sets, the valid one of ceil(frac * n)."""
-  n_valid = math.ceil(fraction * n) if fraction > 0 else 0
-  if n_valid >= n:
-    raise ValueError(
-        f"`valid_fraction={fraction}` leaves no training points in `{name}` "
-        f"({n} points); use a smaller fraction."
-    )
-  perm = np.asarray(jax.random.permutation(key, n))
-  valid, train = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
-  if weights is not None and weights[train].sum() <= 0:
-    raise ValueError(f"The training split of `{name}` has zero weight.")
-  return train, valid
-
-
-def _measure(points, weights, idx, batch_size, replace, name):
-  w = None
-  if weights is not None:
-    w = weights[idx]
-    total = w.sum()
-    if total <= 0:
-      raise ValueError(f"The validation split of `{name}` has zero weight.")
-    w = jnp.asarray(w / total, jnp.float32)
-  if not replace and batch_size > len(idx):
+  if not replace and batch_size > len(split.points):
     raise ValueError(
         f"`batch_size={batch_size}` is larger than a split of `{name}` "
-        f"({len(idx)} points) and `replace=False`; use replace=True, a "
-        f"smaller batch_size or a smaller valid_fraction."
+        f"({len(split.points)} points) and `replace=False`; use replace=True, "
+        f"a smaller batch_size or a smaller valid_fraction."
     )
-  return WeightedPoints(
-      jnp.asarray(points[idx]), w, batch_size, replace
-  )
+  weights = None if split.weights is None else jnp.asarray(
+      split.weights, jnp.float32)
+  return WeightedPoints(jnp.asarray(split.points), weights, batch_size, replace)
 
 
 @jtu.register_pytree_node_class
@@ -228,12 +176,7 @@ class PointCloudStream:
         replacement, naming the argument.
     """
     checks.check_positive_int("batch_size", batch_size)
-    if isinstance(valid_fraction, bool) or not isinstance(
-        valid_fraction, numbers.Real
-    ) or not 0.0 <= valid_fraction < 1.0:
-      raise ValueError(
-          f"`valid_fraction` must be a float in [0, 1), got {valid_fraction!r}."
-      )
+    valid_fraction = sampling.check_valid_fraction(valid_fraction)
     x, y = as_points("x", x), as_points("y", y)
     if x.shape[1] != y.shape[1]:
       raise ValueError(
@@ -245,13 +188,11 @@ class PointCloudStream:
     kx, ky = jax.random.split(key)
     parts = []
     for pts, w, k, name in ((x, a, kx, "x"), (y, b, ky, "y")):
-      train, valid = split_indices(k, pts.shape[0], w, valid_fraction, name)
-      tr = _measure(pts, w, train, batch_size, replace, name)
-      va = _measure(
-          pts, w, valid, min(batch_size, len(valid)) if not replace else
-          batch_size, replace, name
-      ) if len(valid) else None
-      parts.append((tr, va))
+      train, valid = sampling.split_measure(k, pts, w, valid_fraction, name)
+      valid_size = batch_size if replace or valid is None else min(
+          batch_size, len(valid.points))
+      parts.append((_measure(train, batch_size, replace, name),
+                    _measure(valid, valid_size, replace, name)))
     (tr_x, va_x), (tr_y, va_y) = parts
     return cls(tr_x, tr_y, va_x, va_y)
 
@@ -284,18 +225,7 @@ class PointCloudStream:
       raise TypeError(
           f"`prob` must be an ott `LinearProblem`, got {type(prob).__name__}."
       )
-    if not prob.is_balanced:
-      raise ValueError(
-          f"ENOT solves balanced OT, but the problem has tau_a={prob.tau_a}, "
-          f"tau_b={prob.tau_b}; use tau_a = tau_b = 1."
-      )
-    if not isinstance(prob.geom, pointcloud.PointCloud):
-      raise TypeError(
-          f"`prob.geom` must be an ott `PointCloud`, got "
-          f"{type(prob.geom).__name__}."
-      )
-    geom = prob.geom
-    return cls.from_arrays(geom.x, geom.y, prob.a, prob.b, **kwargs)
+    return cls.from_arrays(*sampling.problem_arrays(prob, "prob"), **kwargs)
 
   @classmethod
   def from_any(
@@ -303,9 +233,7 @@ class PointCloudStream:
       **kwargs: Any
   ) -> "PointCloudStream":
     """:meth:`from_geometry` or :meth:`from_problem`, by type."""
-    if isinstance(data, linear_problem.LinearProblem):
-      return cls.from_problem(data, **kwargs)
-    return cls.from_geometry(data, **kwargs)
+    return cls.from_arrays(*sampling.problem_arrays(data), **kwargs)
 
   def check_domain(self, domain: str) -> None:
     """Check every split's points for ``domain`` (unit vectors on the
@@ -365,16 +293,31 @@ class PointCloudStream:
 
     A fused training loop calls this on the device with the step number (or
     the validation count) and gets the same batches as the iterators of
-    ``loaders(key)`` yield. Without a validation split, ``valid=True`` samples
-    the training split with the validation keys.
+    ``loaders(key)`` yield: the source and target batches are drawn with the
+    source and target keys of :func:`ott_enot.data.sampling.batch_keys`.
+    Without a validation split, ``valid=True`` samples the training split
+    with the validation keys.
     """
-    keys = jax.random.split(key, 4)
-    first = 2 if valid else 0
-    measures = self._measures()
-    return tuple(
-        measures[first + j].sample(jax.random.fold_in(keys[first + j], index))
-        for j in (0, 1)
-    )
+    split = sampling.VALID if valid else sampling.TRAIN
+    _, k_source, k_target = sampling.batch_keys(key, split, index)
+    source, target = self._measures()[2 * split:2 * split + 2]
+    return source.sample(k_source), target.sample(k_target)
+
+  def valid_step(self, key: jax.Array,
+                 index: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """The ``index``-th validation pair of batches (``sample_step(key,
+    index, valid=True)``)."""
+    return self.sample_step(key, index, valid=True)
+
+  @property
+  def dim_cond(self) -> int:
+    """0: the batches carry no condition."""
+    return 0
+
+  @property
+  def validation_groups(self) -> None:
+    """:obj:`None`: one validation batch, not one per condition."""
+    return None
 
   def loaders(
       self,
@@ -428,19 +371,17 @@ class PointCloudStream:
             f"{count}."
         )
     key = jax.random.key(0) if rng is None else rng
-    keys = jax.random.split(key, 4)
 
-    def iterate(measure: WeightedPoints, k: jax.Array,
-                i: int) -> Iterator[np.ndarray]:
+    def iterate(j: int, i: int) -> Iterator[np.ndarray]:
+      measure, split, role = self._measures()[j], j // 2, 1 + j % 2
       while True:  # host arrays, as a data pipeline yields them
         yield from np.asarray(_draw_block(
-            measure, k, jnp.asarray(i, jnp.int32), _BLOCK, index, count))
+            measure, key, jnp.asarray(i, jnp.int32), _BLOCK, split, role,
+            index, count))
         i += _BLOCK
 
     firsts = (int(start), int(start), int(valid_start), int(valid_start))
-    return tuple(
-        iterate(m, k, i) for m, k, i in zip(self._measures(), keys, firsts)
-    )
+    return tuple(iterate(j, i) for j, i in enumerate(firsts))
 
   def tree_flatten(self):  # noqa: D102
     return (
@@ -458,30 +399,15 @@ class PointCloudStream:
 _BLOCK = 64
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
 def _draw_block(measure: WeightedPoints, key: jax.Array, first: jnp.ndarray,
-                count: int, index: int, shares: int) -> jnp.ndarray:
-  """Batches ``first, ..., first + count - 1`` of ``measure`` keyed by
-  ``fold_in(key, i)`` (as :meth:`PointCloudStream.sample_step`), rows of
-  share ``index`` of ``shares``: ``[count, batch / shares, d]``."""
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+                count: int, split: int, role: int, index: int,
+                shares: int) -> jnp.ndarray:
+  """Batches ``first, ..., first + count - 1`` of ``measure`` of ``split``,
+  each drawn with key ``role`` of :func:`~ott_enot.data.sampling.batch_keys`
+  (as :meth:`PointCloudStream.sample_step`), rows of share ``index`` of
+  ``shares``: ``[count, batch / shares, d]``."""
+  keys = jax.vmap(lambda i: sampling.batch_keys(key, split, i)[role])(
       first + jnp.arange(count))
   share = measure.batch_size // shares
   return jax.vmap(measure.sample)(keys)[:, index * share:(index + 1) * share]
-
-
-def point_cloud_of(
-    geom: Union[pointcloud.PointCloud, linear_problem.LinearProblem]
-) -> pointcloud.PointCloud:
-  """The ``PointCloud`` of a ``PointCloud`` or of a ``LinearProblem`` on one.
-
-  Raises:
-    TypeError: for anything else.
-  """
-  pc = geom.geom if isinstance(geom, linear_problem.LinearProblem) else geom
-  if not isinstance(pc, pointcloud.PointCloud):
-    raise TypeError(
-        f"`geom` must be an ott `PointCloud` or a `LinearProblem` on one, got "
-        f"{type(pc).__name__}; or pass points: `fit(x, y)`."
-    )
-  return pc

@@ -3,7 +3,7 @@ distance, and the sphere costs.
 
 Everything here is accurate and has finite gradients for points at any
 distance, including equal points and points a subnormal distance apart
-(:func:`ott_enot.numerics.norm`), and the costs are ott
+(:func:`ott_enot.costs.numerics.norm`), and the costs are ott
 :class:`~ott.geometry.costs.CostFn` pytrees, so they also work with
 ``PointCloud``, Sinkhorn and ott's potentials.
 """
@@ -15,8 +15,8 @@ import jax.tree_util as jtu
 from ott.geometry import costs
 
 from ott_enot import checks
-from ott_enot import numerics
-from ott_enot.numerics import norm
+from ott_enot.costs import numerics
+from ott_enot.costs.numerics import norm
 
 __all__ = [
     "exp_map",
@@ -90,7 +90,7 @@ def geodesic_distance(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     = 2 \operatorname{atan2}(\|x - y\|, \|x + y\|),
 
   evaluated with the second form, accurate near :math:`0` and :math:`\pi`,
-  with finite gradients everywhere (:func:`ott_enot.numerics.norm`).
+  with finite gradients everywhere (:func:`ott_enot.costs.numerics.norm`).
   """
   return 2.0 * jnp.arctan2(norm(x - y), norm(x + y))
 

@@ -1,6 +1,6 @@
 r"""ott's face on the ENOT solver: every ``W2NeuralDual`` / ott 0.4.7-0.5.1 shim.
 
-:class:`ExpectileNeuralDual` is :class:`~ott_enot.solver.ENOTSolver` as a
+:class:`ExpectileNeuralDual` is :class:`~ott_enot.ENOTSolver` as a
 drop-in for ott's :class:`~ott.neural.methods.neuraldual.W2NeuralDual` and
 ott's ``ExpectileNeuralDual`` (0.4.7 to 0.6.0). Everything that exists only
 for that is here:
@@ -37,9 +37,10 @@ from ott import utils
 from ott.neural.methods import neuraldual
 from ott.neural.networks import potentials as ott_potentials
 
-from ott_enot import sharding
-from ott_enot import solver as solver_lib
-from ott_enot import step as step_lib
+from ott_enot.methods import enot as enot_lib
+from ott_enot.model import parameterisations as models
+from ott_enot.solvers import enot as solver_lib
+from ott_enot.training import inputs, sharding
 
 __all__ = ["ExpectileNeuralDual"]
 
@@ -108,12 +109,12 @@ def _parameterisation(use_dot_product: bool,
 class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
   r"""ENOT as a drop-in ott neural dual solver.
 
-  :class:`~ott_enot.solver.ENOTSolver` (every argument, the maths and the
+  :class:`~ott_enot.ENOTSolver` (every argument, the maths and the
   training methods are documented there) with the positional arguments of
   ott 0.6.0's ``ExpectileNeuralDual``: ``dim_data, neural_f, neural_g,
   optimizer_f, optimizer_g, cost_fn, expectile, expectile_loss_coef,
   num_train_iters, valid_freq, log_freq, logging, rng``, with the same
-  defaults, and these keywords of ott's (see :mod:`ott_enot.compat`):
+  defaults, and these keywords of ott's (see :mod:`ott_enot.solvers.compat`):
 
   Args:
     args: ``ENOTSolver``'s positional arguments (above).
@@ -190,17 +191,17 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
   @property
   def use_dot_product(self) -> bool:
     """Whether the map is in correlation form (ott 0.4.7-0.5.1)."""
-    return self.parameterisation == "correlation"
+    return isinstance(self.model, models.Correlation)
 
   def _train_state_view(self, net: str) -> ott_potentials.PotentialTrainState:
-    state: step_lib.NetworkState = getattr(self.state, net)
+    state: enot_lib.NetworkState = getattr(self.state, net)
     module = self.neural_f if net == "f" else self.neural_g
     forward = net == "f"
     model = self.model
 
     def value_fn(params: Any, other_potential_value_fn: Any = None):
       del other_potential_value_fn
-      if forward and model.parameterisation == "direct":
+      if forward and not model.f_is_potential:
         raise NotImplementedError(
             "With the direct parameterisation the f network is the map "
             "T(x), not a potential: use `potential_gradient_fn` for T."
@@ -233,7 +234,7 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
     """The ``f`` network's state as ott's ``PotentialTrainState`` (a view).
 
     ``params``, ``opt_state`` and ``tx`` are the solver's; ``step`` is the
-    run's step counter (:attr:`ott_enot.step.ENOTTrainState.step`, which a
+    run's step counter (:attr:`ott_enot.methods.ENOTTrainState.step`, which a
     new run restarts at 0; ott counts updates over all runs);
     ``potential_value_fn(params)`` is the network's potential in the
     training problem and ``potential_gradient_fn(params)`` the map
@@ -290,11 +291,11 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
   ) -> solver_lib.Train_t:
     """Train on the loaders and return the logs (``W2NeuralDual``'s
     ``train_neuraldual_*``); otherwise as :meth:`__call__`."""
-    feed = self._loader_feed(
-        trainloader_source, trainloader_target, validloader_source,
-        validloader_target
-    )
-    return self._train(feed, callback, resume)
+    feed = inputs.feed_for(
+        inputs.Loaders((trainloader_source, trainloader_target,
+                        validloader_source, validloader_target)),
+        self.model.data_spec)
+    return self.train(feed, callback, resume)
 
   # W2NeuralDual's two training loops both mean "train" for ENOT
   train_neuraldual_parallel = train_neuraldual
@@ -305,11 +306,11 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
 
     Raises:
       NotImplementedError: use :attr:`step_fns` (``{forward: step}``, jitted
-        :func:`~ott_enot.step.enot_step`) instead.
+        :func:`~ott_enot.methods.enot_step`) instead.
     """
     raise NotImplementedError(
         "ExpectileNeuralDual has no W2NeuralDual step functions "
         f"(get_step_fn(train={train!r}, to_optimize={to_optimize!r})); use "
         "`solver.step_fns[forward](state, x, y)`, the jitted "
-        "`ott_enot.step.enot_step`."
+        "`ott_enot.methods.enot_step`."
     )

@@ -1,14 +1,14 @@
 r"""Checkpoints of whole training runs, with orbax: latest K, best, resume.
 
 A checkpoint holds everything a run needs to go on as if it had never
-stopped: both networks' parameters and optimiser states and the step counter
-(the :class:`~ott_enot.step.ENOTTrainState`, through
+stopped: the method's whole training state (for ENOT both networks'
+parameters and optimiser states and the step counter, through
 :func:`flax.serialization.to_state_dict`; the on-device samplers of ``fit``
 are keyed by the step, so that is their position), how many validation
-batches were used, the logs so far, and the run's :func:`signature` (cost,
-parameterisation, dimension, the shapes of every array), so that a
-checkpoint of another problem is refused with a clear error instead of a
-shape crash.
+batches were used, the logs so far, and the run's :func:`signature` (what the
+method describes of itself, for ENOT the cost, parameterisation and
+dimensions, and the shapes of every array), so that a checkpoint of another
+problem is refused with a clear error instead of a shape crash.
 
 The :class:`Checkpointer` owns the whole policy: the loop tells it about
 every chunk (:meth:`Checkpointer.after_chunk`) and it decides what to write.
@@ -16,13 +16,15 @@ every chunk (:meth:`Checkpointer.after_chunk`) and it decides what to write.
 Layout of ``directory``::
 
   directory/latest/<step>/   the latest ``keep`` checkpoints
-  directory/best/<step>/     the one with the best validation ``w_dist``
+  directory/best/<step>/     the one with the best validation metric (the
+                             method's ``checkpoint_metric``; ENOT: ``w_dist``)
 
 Writes are orbax's: asynchronous (the device-to-host copy happens before
 :meth:`Checkpointer.save` returns, the file writes in the background), and
 atomic (a checkpoint directory appears only once complete), so a crash never
 corrupts the latest good checkpoint.
 """
+import importlib
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -37,7 +39,8 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "checkpoint_steps",
-    "read_params",
+    "read_state",
+    "describe_cost",
     "signature",
 ]
 
@@ -57,33 +60,23 @@ def _shapes(tree: Any) -> Dict[str, List[int]]:
   }
 
 
-def signature(
-    *, cost_fn: costs.CostFn, parameterisation: str, dim_data: int,
-    bidirectional: bool, state: Any, dim_cond: int = 0,
-    conditioning: str = "concat"
-) -> Dict[str, Any]:
-  """What a checkpoint must match to be restored into a run (a JSON value).
-
-  The cost's class, its pytree structure and parameters, the
-  parameterisation, the dimension, the direction schedule, the dimension of
-  a conditional model's condition and how its networks take it
-  (``dim_cond``, ``conditioning``; 0 and ``"concat"`` without one), and the
-  shape of every array of the training state ``state``.
-  """
+def describe_cost(cost_fn: costs.CostFn) -> Dict[str, Any]:
+  """A cost as a JSON value: its class (by import path), pytree structure and
+  parameters."""
   leaves, treedef = jax.tree_util.tree_flatten(cost_fn)
   return {
-      "cost": {
-          "type": f"{type(cost_fn).__module__}.{type(cost_fn).__qualname__}",
-          "tree": str(treedef),
-          "leaves": [np.asarray(leaf).tolist() for leaf in leaves],
-      },
-      "parameterisation": parameterisation,
-      "dim_data": int(dim_data),
-      "bidirectional": bool(bidirectional),
-      "dim_cond": int(dim_cond),
-      "conditioning": str(conditioning),
-      "shapes": _shapes(serialization.to_state_dict(state)),
+      "type": f"{type(cost_fn).__module__}.{type(cost_fn).__qualname__}",
+      "tree": str(treedef),
+      "leaves": [np.asarray(leaf).tolist() for leaf in leaves],
   }
+
+
+def signature(description: Dict[str, Any], state: Any) -> Dict[str, Any]:
+  """What a checkpoint must match to be restored into a run (a JSON value):
+  the method's ``description`` (:meth:`~ott_enot.training.TrainingMethod.
+  describe`) and the shape of every array of the training ``state``."""
+  return dict(description,
+              shapes=_shapes(serialization.to_state_dict(state)))
 
 
 def checkpoint_steps(directory: Union[str, os.PathLike],
@@ -107,22 +100,23 @@ class Checkpointer:
     keep: How many of the latest checkpoints to keep.
     every: Write after the chunk of steps that reaches each multiple of
       ``every`` (and after the last step).
-    best: Also keep the checkpoint with the highest validation ``w_dist``
-      (the dual estimate of the OT cost that training maximises), written
-      when a validation improves on it.
+    best: The validation metric by whose maximum to keep a "best"
+      checkpoint (ENOT's ``w_dist``: the dual estimate of the OT cost that
+      training maximises), written when a validation improves on it;
+      :obj:`None`: none is kept.
   """
 
   def __init__(self, directory: Union[str, os.PathLike], *,
                signature: Dict[str, Any], keep: int = 3, every: int = 1000,
-               best: bool = True):
+               best: Optional[str] = "w_dist"):
     self.directory = os.path.abspath(os.fspath(directory))
     self.signature = signature
-    self.keep, self.every, self.best = int(keep), int(every), bool(best)
+    self.keep, self.every, self.best = int(keep), int(every), best
     self._managers = {}
-    for kind in _KINDS if best else _KINDS[:1]:
+    for kind in _KINDS if best is not None else _KINDS[:1]:
       options = ocp.CheckpointManagerOptions(
           max_to_keep=self.keep if kind == "latest" else 1,
-          best_fn=(lambda m: m["w_dist"]) if kind == "best" else None,
+          best_fn=(lambda m: m["score"]) if kind == "best" else None,
           best_mode="max",
           enable_async_checkpointing=True,
           create=True,
@@ -135,24 +129,24 @@ class Checkpointer:
           os.path.join(self.directory, kind), options=options,
           item_names=("state", "meta")
       )
-    self._best_w_dist = -np.inf
+    self._best_score = -np.inf
     best_steps = checkpoint_steps(self.directory, "best") if best else ()
     if best_steps:
       meta = self._read_meta("best", best_steps[-1])
-      self._best_w_dist = float(meta.get("w_dist", -np.inf))
+      self._best_score = float(meta.get(best, -np.inf))
 
   # -- writing ----------------------------------------------------------------
 
   def after_chunk(
       self, first: int, last: int, state: Callable[[], Any], *, final: bool,
-      w_dist: Optional[float], meta: Dict[str, Any]
+      score: Optional[float], meta: Dict[str, Any]
   ) -> None:
     """Write what the policy asks for after a chunk of steps.
 
     The latest checkpoint after the chunk that reaches a multiple of
     ``every`` (``first <= k * every <= last``, ``k >= 1``) and after the last
-    step (``final``); the best one when ``w_dist``, the chunk's last
-    validation, beats the best so far.
+    step (``final``); the best one when ``score``, the chunk's last
+    validation of the ``best`` metric, beats the best so far.
 
     Args:
       first: The chunk's first step.
@@ -160,32 +154,33 @@ class Checkpointer:
       state: Returns a copy of the state after the chunk (called only if
         something is written).
       final: Whether ``last`` is the run's last step.
-      w_dist: The chunk's last validation ``w_dist``, or :obj:`None`.
+      score: The chunk's last validation of the ``best`` metric, or
+        :obj:`None`.
       meta: Metadata to write with it (``logs``, ``num_validations``).
     """
     latest = final or last // self.every > max(first - 1, 0) // self.every
-    best = (self.best and w_dist is not None and np.isfinite(w_dist)
-            and w_dist > self._best_w_dist)
+    best = (self.best is not None and score is not None
+            and np.isfinite(score) and score > self._best_score)
     if latest or best:
-      self._save(last, state(), meta=meta, w_dist=w_dist, latest=latest,
+      self._save(last, state(), meta=meta, score=score, latest=latest,
                  best=best)
 
   def _save(self, step: int, state: Any, *, meta: Dict[str, Any],
-            w_dist: Optional[float], latest: bool, best: bool) -> None:
+            score: Optional[float], latest: bool, best: bool) -> None:
     """Write ``state`` after ``step`` (asynchronously)."""
     state_dict = serialization.to_state_dict(state)
     meta = dict(meta, format=FORMAT, step=int(step), signature=self.signature)
-    if w_dist is not None:
-      meta["w_dist"] = float(w_dist)
+    if score is not None and self.best is not None:
+      meta[self.best] = float(score)
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(state_dict), meta=ocp.args.JsonSave(meta)
     )
     if latest and step not in self._managers["latest"].all_steps():
       self._managers["latest"].save(step, args=args)
     if best:
-      self._best_w_dist = float(w_dist)
+      self._best_score = float(score)
       self._managers["best"].save(
-          step, args=args, metrics={"w_dist": float(w_dist)}, force=True
+          step, args=args, metrics={"score": float(score)}, force=True
       )
 
   def close(self, wait: bool = True) -> None:
@@ -223,13 +218,13 @@ class Checkpointer:
       step: Which checkpoint; default the newest of ``kind``.
 
     Returns:
-      ``(state, meta)``: an :class:`~ott_enot.step.ENOTTrainState` and the
-      metadata (``step``, the last step done; ``logs``, ``num_validations``,
-      ...).
+      ``(state, meta)``: a state like ``like`` and the metadata (``step``,
+      the last step done; ``logs``, ``num_validations``, ...).
 
     Raises:
-      CheckpointError: if there is no checkpoint, or it was written for
-        another cost, parameterisation, dimension or network shapes.
+      CheckpointError: if there is no checkpoint, or its signature differs
+        (for ENOT: another cost, parameterisation, dimension or network
+        shapes).
     """
     if kind not in self._managers:
       raise ValueError(
@@ -242,23 +237,8 @@ class Checkpointer:
           f"{self.directory!r} holds a checkpoint of format "
           f"{meta.get('format')!r}, not {FORMAT!r}."
       )
-    want = self.signature
-    # checkpoints written before conditional models: unconditional
-    older = {"dim_cond": 0, "conditioning": "concat"}
-    for key, what in (("cost", "cost"), ("parameterisation",
-                                         "parameterisation"),
-                      ("dim_data", "dimension"),
-                      ("bidirectional", "direction schedule"),
-                      ("dim_cond", "condition dimension (dim_cond)"),
-                      ("conditioning", "conditioning of the networks"),
-                      ("shapes", "network or optimiser shapes")):
-      got = meta["signature"].get(key, older.get(key))
-      if got != want[key]:
-        raise CheckpointError(
-            f"The checkpoint in {self.directory!r} (step {step}) was written "
-            f"for another {what}: {_diff(got, want[key])}. "
-            f"Build the solver as the run that wrote it was built."
-        )
+    _check_signature(meta.get("signature", {}), self.signature,
+                     f"The checkpoint in {self.directory!r} (step {step})")
     target = jax.tree.map(
         ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(like)
     )
@@ -291,9 +271,11 @@ def _find_step(directory: Union[str, os.PathLike], kind: str,
   return step
 
 
-def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
-                step: Optional[int] = None) -> Dict[str, Any]:
-  """Both networks' parameters in a checkpoint, ``{"f": ..., "g": ...}``.
+def read_state(directory: Union[str, os.PathLike], kind: str = "latest",
+               step: Optional[int] = None) -> Dict[str, Any]:
+  """The training state of a checkpoint as a state dict (nested dicts of
+  arrays, :func:`flax.serialization.to_state_dict`'s layout), without a
+  state to restore into.
 
   Raises:
     CheckpointError: if ``directory`` has no such checkpoint.
@@ -304,8 +286,46 @@ def read_params(directory: Union[str, os.PathLike], kind: str = "latest",
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
     )
-  state = restored.state
-  return {"f": state["f"]["params"], "g": state["g"]["params"]}
+  return restored.state
+
+
+#: Keys added to the signature after checkpoints of format 2 were first
+#: written, with the value every earlier checkpoint had (an unconditional
+#: model).
+_OLDER = {"dim_cond": 0, "conditioning": "concat"}
+
+
+def _check_signature(saved: Dict[str, Any], want: Dict[str, Any],
+                     where: str) -> None:
+  """Raise unless the saved signature matches ``want`` key by key."""
+  for key, value in want.items():
+    got = saved.get(key, _OLDER.get(key))
+    same = _same_cost(got, value) if key == "cost" else got == value
+    if not same:
+      raise CheckpointError(
+          f"{where} was written for another {key}: {_diff(got, value)}. "
+          f"Build the solver as the run that wrote it was built."
+      )
+
+
+def _same_cost(saved: Any, want: Dict[str, Any]) -> bool:
+  """Costs of one class (an import path of a class that moved resolves to
+  it), structure and parameters."""
+  if not isinstance(saved, dict):
+    return False
+  rest = lambda d: {k: v for k, v in d.items() if k != "type"}
+  return rest(saved) == rest(want) and (
+      saved.get("type") == want["type"]
+      or _resolve(saved.get("type")) is _resolve(want["type"]) is not None)
+
+
+def _resolve(path: Any) -> Any:
+  """The class at ``module.qualname``, or :obj:`None`."""
+  try:
+    module, name = str(path).rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+  except (ImportError, AttributeError, ValueError):
+    return None
 
 
 def _diff(saved: Any, want: Any) -> str:

@@ -1,31 +1,36 @@
 r"""Feeds: where the loop's batches come from.
 
-Inside the compiled chunk (:func:`ott_enot.loop.run_chunk`) the batches come
-from a :class:`ChunkBatches`, a pytree whose *type* carries the sampling code
-and whose leaves carry the data, so that ``jax.jit`` caches the chunk program
-by type and structure:
+Inside the compiled chunk (:func:`ott_enot.training.loop.run_chunk`) the
+batches come from a :class:`ChunkBatches`, a pytree whose *type* carries the
+sampling code and whose leaves carry the data, so that ``jax.jit`` caches the
+chunk program by type and structure:
 
 - :class:`StackedBatches`: batches the host stacked for a chunk,
-  ``xs[L, n, d]``, ``ys[L, n, d]``; position ``i`` of the scan is step
-  ``first + i``.
-- :class:`StreamBatches`: batches sampled on the device from a
-  :class:`~ott_enot.data.PointCloudStream` and a key, step ``k`` using the
-  ``k``-th batches of ``stream.loaders(key)``.
+  ``xs[L, n, d]``, ``ys[L, n, d]`` (and the rows' conditions ``conds[L, n,
+  k]``), ``L`` the chunk length; position ``i`` of the scan is step ``first
+  + i``.
+- :class:`StreamBatches`: batches sampled on the device from a stream
+  (:class:`~ott_enot.PointCloudStream` or
+  :class:`~ott_enot.ConditionalStream`) and a key: step ``k`` gets
+  ``stream.sample_step(key, k)``, validation ``count``
+  ``stream.valid_step(key, count)``.
 - :class:`SamplerBatches`: batches sampled on the device by a user's pure
-  ``sampler(key) -> (x[n, d], y[n, d])`` (a static field: the function is
-  part of the type), step ``k`` using ``fold_in(fold_in(key, 0), k)``.
+  ``sampler(key) -> (x[n, d], y[n, d])`` (or ``(x, y, cond[n, k])``; a
+  static field: the function is part of the type), step ``k`` using the key
+  schedule's :func:`~ott_enot.data.sampling.batch_key`.
 
-On the host a *feed* (the :class:`~ott_enot.loop.Feed` protocol) hands the
-loop each chunk's batches and the validation batches: :class:`DeviceFeed`
-returns its on-device batches every time (a sampler, drawing on the device);
-:class:`IteratorFeed` pulls, checks and stacks batches from the user's four
+On the host a *feed* (the :class:`Feed` protocol) hands the loop each
+chunk's batches and the validation batches: :class:`DeviceFeed` returns its
+on-device batches every time (sampling happens on the device);
+:class:`IteratorFeed` pulls, checks and stacks batches from the user's
 *loaders* (ott's iterators). ``prepare`` checks the first batches before
 anything compiles and decides where the arrays live: with a
-:class:`~ott_enot.sharding.DataParallel` mesh, on-device batches are
+:class:`~ott_enot.training.sharding.DataParallel` mesh, on-device batches are
 replicated and stacked batches are split along their batch axis.
 """
 import itertools
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Iterator, List, Optional, Protocol,
+                    Sequence, Tuple)
 
 import jax
 import jax.numpy as jnp
@@ -34,20 +39,50 @@ import numpy as np
 from flax import struct
 
 from ott_enot import checks
-from ott_enot import data as data_lib
-from ott_enot import sharding
+from ott_enot.data import ValidationGroups
+from ott_enot.data import sampling
+from ott_enot.training import sharding
 
 __all__ = [
+    "Feed",
     "ChunkBatches",
     "StackedBatches",
     "StreamBatches",
-    "ConditionalStreamBatches",
     "SamplerBatches",
     "DeviceFeed",
     "IteratorFeed",
 ]
 
-Batch = Tuple[jnp.ndarray, jnp.ndarray]
+Batch = Tuple[jnp.ndarray, ...]
+
+
+class Feed(Protocol):
+  """What supplies the loop with batches.
+
+  Attributes:
+    validation_groups: For per-condition validation, the
+      :class:`~ott_enot.data.ValidationGroups` (labels, trained) of the
+      conditions whose validation batches ``[K, n, d]`` the feed returns;
+      :obj:`None`: one validation batch (of mixed rows, or no condition).
+  """
+
+  validation_groups: Optional[ValidationGroups]
+
+  def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
+    """Check the first batches before anything compiles; decide where the
+    arrays live. ``validation``: whether validation batches will be asked."""
+
+  def batches(self, steps: Sequence[int], first: int,
+              chunk_length: int) -> "ChunkBatches":
+    """The batches of the ``steps`` of a scan of ``chunk_length`` steps from
+    ``first``."""
+
+  def valid_batch(self, count: int) -> Batch:
+    """The ``count``-th validation batch of the run, on the devices."""
+
+  def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
+    """Shapes, dtypes and shardings of the validation batches; may compile
+    their sampling (called on a background thread after :meth:`prepare`)."""
 
 
 class ChunkBatches(struct.PyTreeNode):
@@ -66,42 +101,27 @@ class ChunkBatches(struct.PyTreeNode):
 
 class StackedBatches(ChunkBatches):
   """Host batches stacked for a chunk: ``xs[L, n, d]``, ``ys[L, n, d]`` and,
-  for a conditional model, the rows' conditions ``cs[L, n, k]``."""
+  for a conditional model, the rows' conditions ``conds[L, n, k]``."""
   xs: jnp.ndarray
   ys: jnp.ndarray
-  cs: Optional[jnp.ndarray] = None
+  conds: Optional[jnp.ndarray] = None
 
   def train_batch(self, i, step):  # noqa: D102
     del step
-    if self.cs is None:
+    if self.conds is None:
       return self.xs[i], self.ys[i]
-    return self.xs[i], self.ys[i], self.cs[i]
+    return self.xs[i], self.ys[i], self.conds[i]
 
 
 class StreamBatches(ChunkBatches):
-  """Batches sampled on the device from a :class:`~ott_enot.PointCloudStream`.
+  """Batches sampled on the device from a stream and a key.
 
-  Step ``k`` gets ``stream.sample_step(key, k)``, the ``k``-th batches of
-  ``stream.loaders(key)``; validation ``count`` gets
-  ``stream.sample_step(key, count, valid=True)``.
+  Step ``k`` gets ``stream.sample_step(key, k)``; validation ``count`` gets
+  ``stream.valid_step(key, count)`` (one batch per condition for a
+  :class:`~ott_enot.ConditionalStream`). The stream is any pytree with these
+  two pure methods (:class:`~ott_enot.PointCloudStream`,
+  :class:`~ott_enot.ConditionalStream`).
   """
-  stream: data_lib.PointCloudStream
-  key: jax.Array
-
-  def train_batch(self, i, step):  # noqa: D102
-    del i
-    return self.stream.sample_step(self.key, step)
-
-  def valid_batch(self, count):  # noqa: D102
-    return self.stream.sample_step(self.key, count, valid=True)
-
-
-class ConditionalStreamBatches(ChunkBatches):
-  """Batches sampled on the device from a
-  :class:`~ott_enot.conditional_data.ConditionalStream`: step ``k`` gets
-  ``stream.sample_step(key, k)`` (rows of mixed conditions, ``(x, y, c)``),
-  validation ``count`` one batch per condition,
-  ``stream.valid_step(key, count)``."""
   stream: Any
   key: jax.Array
 
@@ -115,25 +135,22 @@ class ConditionalStreamBatches(ChunkBatches):
 
 class SamplerBatches(ChunkBatches):
   """Batches from a pure ``sampler(key) -> (x[n, d], y[n, d])`` (or ``(x, y,
-  c[n, k])`` for a conditional model) on the device.
+  cond[n, k])`` for a conditional model) on the device.
 
-  Step ``k`` uses ``fold_in(fold_in(key, 0), k)``, validation ``count`` uses
-  ``fold_in(fold_in(key, 1), count)``. The sampler is a static field: calls
-  with the same function reuse the compiled program.
+  Step ``k`` uses ``batch_key(key, TRAIN, k)``, validation ``count``
+  ``batch_key(key, VALID, count)`` (:func:`~ott_enot.data.sampling.batch_key`:
+  ``fold_in(fold_in(key, split), index)``). The sampler is a static field:
+  calls with the same function reuse the compiled program.
   """
   key: jax.Array
   sampler: Callable[[jax.Array], Batch] = struct.field(pytree_node=False)
 
-  def _draw(self, stream: int, index: jnp.ndarray) -> Batch:
-    key = jax.random.fold_in(jax.random.fold_in(self.key, stream), index)
-    return self.sampler(key)
-
   def train_batch(self, i, step):  # noqa: D102
     del i
-    return self._draw(0, step)
+    return self.sampler(sampling.batch_key(self.key, sampling.TRAIN, step))
 
   def valid_batch(self, count):  # noqa: D102
-    return self._draw(1, count)
+    return self.sampler(sampling.batch_key(self.key, sampling.VALID, count))
 
 
 @jax.jit
@@ -158,22 +175,22 @@ class DeviceFeed:
       (a stream's points were checked when it was built).
     dim_cond: Dimension of the conditions a conditional sampler returns
       third (0: none).
-    conditions: For per-condition validation batches (a
-      :class:`~ott_enot.conditional_data.ConditionalStream`), the labels of
-      the conditions and whether each is trained on (:obj:`None`: one
-      validation batch of mixed rows).
+    validation_groups: For per-condition validation batches (a
+      :class:`~ott_enot.ConditionalStream`), their
+      :class:`~ott_enot.data.ValidationGroups` (:obj:`None`: one validation
+      batch).
   """
 
   def __init__(self, batches: ChunkBatches, dim: int,
                domain: str = "euclidean", *, batch_name: str = "`batch_size`",
                check_sampler: bool = False, dim_cond: int = 0,
-               conditions: Optional[Tuple[tuple, tuple]] = None):
-    self.source = batches
+               validation_groups: Optional[ValidationGroups] = None):
+    self.chunk_batches = batches
     self.dim, self.domain = dim, domain
     self.batch_name = batch_name
     self.check_sampler = check_sampler
     self.dim_cond = dim_cond
-    self.conditions = conditions
+    self.validation_groups = validation_groups
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check that the batch splits over the devices (and, for a sampler,
@@ -188,9 +205,9 @@ class DeviceFeed:
     del validation
 
     def check():
-      x = jax.eval_shape(_first_batch, self.source)[0]
+      x = jax.eval_shape(_first_batch, self.chunk_batches)[0]
       if self.check_sampler:
-        first = _first_batch(self.source)
+        first = _first_batch(self.chunk_batches)
         for arr in first[:2]:
           checks.check_points("sampler", arr, self.dim, self.domain,
                               source="yielded")
@@ -202,28 +219,28 @@ class DeviceFeed:
     # several processes: the same data on every process, or an error on all
     parallel.checked(check, same=lambda _: {
         "data (a checksum of the points and key the batches are drawn "
-        "from)": sharding.fingerprint(self.source)
+        "from)": sharding.fingerprint(self.chunk_batches)
     })
-    self.source = parallel.replicate(self.source)
+    self.chunk_batches = parallel.replicate(self.chunk_batches)
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
     """Compile the validation sampling ahead of time (after :meth:`prepare`);
     the abstract validation batch."""
     count = jax.ShapeDtypeStruct((), jnp.int32)
-    _valid_batch.lower(self.source, count).compile()
+    _valid_batch.lower(self.chunk_batches, count).compile()
     return parallel.replicated_like(
-        jax.eval_shape(self.source.valid_batch, count)
+        jax.eval_shape(self.chunk_batches.valid_batch, count)
     )
 
   def batches(self, steps: Sequence[int], first: int,
-              length: int) -> ChunkBatches:
+              chunk_length: int) -> ChunkBatches:
     """The on-device batches; sampling happens inside the chunk."""
-    del steps, first, length
-    return self.source
+    del steps, first, chunk_length
+    return self.chunk_batches
 
   def valid_batch(self, count: int) -> Batch:
     """The ``count``-th validation batch, sampled on the device."""
-    return _valid_batch(self.source, jnp.asarray(count, jnp.int32))
+    return _valid_batch(self.chunk_batches, jnp.asarray(count, jnp.int32))
 
 
 class IteratorFeed:
@@ -237,7 +254,7 @@ class IteratorFeed:
 
   A conditional model (``dim_cond > 0``) takes six loaders: source, target
   and condition, for training then validation; row ``i`` of a step's three
-  batches is one pair ``(x_i, y_i)`` of condition ``c_i``. The source and
+  batches is one pair ``(x_i, y_i)`` of condition ``cond_i``. The source and
   target loaders may yield ``(points, labels)`` with integer labels
   ``[n]`` naming each row's condition: then the labels of source and target
   rows must agree, and rows of one label must carry one condition vector
@@ -270,7 +287,7 @@ class IteratorFeed:
     self.dim = dim
     self.domain = domain
     self.dim_cond = dim_cond
-    self.conditions = None  # one validation batch of mixed rows
+    self.validation_groups = None  # one validation batch of mixed rows
     self.parallel = sharding.DataParallel()
     self._valid_avals = ()
 
@@ -335,7 +352,7 @@ class IteratorFeed:
 
     With several processes each loader yields this process's rows of the
     global batch; the checks agree across processes
-    (:meth:`~ott_enot.sharding.DataParallel.agree`).
+    (:meth:`~ott_enot.training.sharding.DataParallel.agree`).
 
     Raises:
       ValueError: naming the loader (and the process), for an empty loader,
@@ -392,7 +409,7 @@ class IteratorFeed:
     return batches
 
   def batches(self, steps: Sequence[int], first: int,
-              length: int) -> StackedBatches:
+              chunk_length: int) -> StackedBatches:
     """Stack the batches of ``steps`` (consecutive) at their scan positions.
 
     Positions of the scan outside ``steps`` are masked in the chunk; they
@@ -406,9 +423,9 @@ class IteratorFeed:
     offset = steps[0] - first
     stacked = []
     for k in range(len(drawn[0])):
-      arr = np.empty((length,) + drawn[0][k].shape,
+      arr = np.empty((chunk_length,) + drawn[0][k].shape,
                      np.result_type(*(b[k] for b in drawn)))
-      for i in range(length):
+      for i in range(chunk_length):
         arr[i] = drawn[min(max(i - offset, 0), len(drawn) - 1)][k]
       stacked.append(arr)
     return self.parallel.place_chunk(StackedBatches(*stacked))
@@ -437,7 +454,7 @@ def _check_rows_of_one_condition(
       raise ValueError(
           f"Row {i} of `{names[0]}` has label {source_labels[i]} but row {i} "
           f"of `{names[1]}` has label {target_labels[i]} ({bad.size} rows "
-          f"disagree): ENOT pairs x_i with y_i under one condition c_i, so "
+          f"disagree): ENOT pairs x_i with y_i under one condition cond_i, so "
           f"yield each step's source and target rows in the same order of "
           f"conditions (as ott's conditional datasets do)."
       )

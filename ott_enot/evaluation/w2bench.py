@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ott_enot import metrics
+from ott_enot.evaluation import metrics
 
 __all__ = [
     "FORMAT_VERSION",

@@ -24,24 +24,46 @@ points serve validation, reported per condition beside the trained ones.
 
 Clouds of different sizes are padded to one array ``[K, n_max, d]``;
 sampling is by inverse CDF on each condition's cumulative weights
-(:math:`O(\text{batch} \cdot \log n)`), with replacement.
+(:func:`~ott_enot.data.sampling.inverse_cdf`, :math:`O(\text{batch} \cdot
+\log n)`), with replacement; splits, weights and keys are the stream core's
+(:mod:`ott_enot.data.sampling`), as for :class:`~ott_enot.PointCloudStream`.
 """
 import numbers
-from typing import Any, Dict, Hashable, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Dict, Hashable, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from flax import struct
-from ott.problems.linear import linear_problem
 
 from ott_enot import checks
-from ott_enot import data as data_lib
+from ott_enot.data import sampling as sampling_lib
 
-__all__ = ["PaddedClouds", "ConditionalStream", "condition_table"]
+__all__ = ["PaddedClouds", "ConditionalStream", "ValidationGroups",
+           "condition_vectors", "is_one_hot"]
 
 SAMPLING = ("balanced", "proportional")
+
+
+class ValidationGroups(NamedTuple):
+  """The conditions of a family, in order: which conditions a feed's
+  validation batches ``[K, n, d]`` are of.
+
+  Attributes:
+    labels: The conditions' labels, in the order of the batches' first axis.
+    trained: Whether each is trained on (held-out ones are only reported).
+    vectors: ``[K, k]``, their condition vectors.
+  """
+  labels: Tuple[Hashable, ...]
+  trained: Tuple[bool, ...]
+  vectors: np.ndarray
+
+  @property
+  def table(self) -> Dict[Hashable, np.ndarray]:
+    """``{label: condition vector}``."""
+    return {l: self.vectors[j] for j, l in enumerate(self.labels)}
 
 
 class PaddedClouds(struct.PyTreeNode):
@@ -58,31 +80,30 @@ class PaddedClouds(struct.PyTreeNode):
   counts: jnp.ndarray
 
   @classmethod
-  def create(cls, clouds: Sequence[Tuple[np.ndarray, np.ndarray]]
-            ) -> "PaddedClouds":
-    """From ``[(points[n_j, d], weights[n_j]), ...]`` (weights sum to 1)."""
-    n_max = max(p.shape[0] for p, _ in clouds)
-    dim = clouds[0][0].shape[1]
-    points = np.zeros((len(clouds), n_max, dim), clouds[0][0].dtype)
+  def create(cls, clouds: Sequence[sampling_lib.Split]) -> "PaddedClouds":
+    """From the splits of the ``K`` conditions (weights :obj:`None`:
+    uniform)."""
+    n_max = max(c.points.shape[0] for c in clouds)
+    dim = clouds[0].points.shape[1]
+    points = np.zeros((len(clouds), n_max, dim), clouds[0].points.dtype)
     cdf = np.ones((len(clouds), n_max), np.float32)
     for j, (p, w) in enumerate(clouds):
+      w = np.full(len(p), 1.0 / len(p)) if w is None else w
       points[j, :len(p)] = p
       points[j, len(p):] = p[-1]
       cdf[j, :len(p)] = np.cumsum(w) / np.sum(w)
-    counts = np.asarray([len(p) for p, _ in clouds], np.int32)
+    counts = np.asarray([len(c.points) for c in clouds], np.int32)
     return cls(jnp.asarray(points), jnp.asarray(cdf), jnp.asarray(counts))
 
   def sample(self, key: jax.Array, which: jnp.ndarray) -> jnp.ndarray:
     """One point of condition ``which[i]`` per row, ``[b] -> [b, d]``."""
     u = jax.random.uniform(key, which.shape)
-    idx = jax.vmap(
-        lambda cdf, v: jnp.searchsorted(cdf, v, side="right")
-    )(self.cdf[which], u)
+    idx = sampling_lib.inverse_cdf(self.cdf, which, u)
     idx = jnp.minimum(idx, self.counts[which] - 1)
     return self.points[which, idx]
 
 
-def condition_table(
+def condition_vectors(
     labels: Sequence[Hashable], conditions: Optional[Mapping[Hashable, Any]],
     dim_cond: Optional[int] = None
 ) -> np.ndarray:
@@ -101,64 +122,55 @@ def condition_table(
   if conditions is None:
     if all(isinstance(l, numbers.Real) and not isinstance(l, bool)
            for l in labels):
-      table = np.asarray([[float(l)] for l in labels], np.float32)
+      vectors = np.asarray([[float(l)] for l in labels], np.float32)
     else:
-      table = np.eye(len(labels), dtype=np.float32)
+      vectors = np.eye(len(labels), dtype=np.float32)
   else:
-    missing = [l for l in labels if l not in conditions]
-    if missing:
-      raise ValueError(
-          f"`conditions` has no vector for the labels {missing}: give every "
-          f"label of the data its condition vector."
-      )
-    rows = []
-    for label in labels:
-      v = np.atleast_1d(np.asarray(conditions[label], np.float32))
-      if v.ndim != 1:
-        raise ValueError(
-            f"`conditions[{label!r}]` has shape {v.shape}: a condition is "
-            f"one vector [k]."
-        )
-      rows.append(v)
-    if len({r.shape for r in rows}) != 1:
-      raise ValueError(
-          f"The condition vectors have different dimensions "
-          f"{sorted({r.shape[0] for r in rows})}: they must all have the "
-          f"solver's dim_cond."
-      )
-    table = np.stack(rows)
+    vectors = _given_vectors(labels, conditions)
   if dim_cond is not None:
-    checks.check_conditions("conditions", table, dim_cond)
-  elif not np.all(np.isfinite(table)):
+    checks.check_conditions("conditions", vectors, dim_cond)
+  elif not np.all(np.isfinite(vectors)):
     raise ValueError("`conditions` contains NaN or inf entries.")
-  _, first = np.unique(table, axis=0, return_index=True)
+  _, first = np.unique(vectors, axis=0, return_index=True)
   if len(first) != len(labels):
     raise ValueError(
         "Two labels have the same condition vector: the model could not "
         "tell their maps apart; give each condition its own vector."
     )
-  return table
+  return vectors
 
 
-def is_one_hot(table: np.ndarray) -> bool:
-  """Whether the conditions are distinct one-hot vectors."""
-  return (table.shape[1] == table.shape[0] and
-          bool(np.all((table == 0) | (table == 1))) and
-          bool(np.all(table.sum(axis=1) == 1)))
+def _given_vectors(labels: Sequence[Hashable],
+                   conditions: Mapping[Hashable, Any]) -> np.ndarray:
+  missing = [l for l in labels if l not in conditions]
+  if missing:
+    raise ValueError(
+        f"`conditions` has no vector for the labels {missing}: give every "
+        f"label of the data its condition vector."
+    )
+  rows = []
+  for label in labels:
+    v = np.atleast_1d(np.asarray(conditions[label], np.float32))
+    if v.ndim != 1:
+      raise ValueError(
+          f"`conditions[{label!r}]` has shape {v.shape}: a condition is "
+          f"one vector [k]."
+      )
+    rows.append(v)
+  if len({r.shape for r in rows}) != 1:
+    raise ValueError(
+        f"The condition vectors have different dimensions "
+        f"{sorted({r.shape[0] for r in rows})}: they must all have the "
+        f"solver's dim_cond."
+    )
+  return np.stack(rows)
 
 
-def _split_cloud(key, points, weights, fraction, name):
-  """Training and validation ``(points, weights)`` of one cloud."""
-  train, valid = data_lib.split_indices(key, points.shape[0], weights,
-                                        fraction, name)
-  part = lambda idx: (
-      points[idx],
-      np.full(len(idx), 1.0 / len(idx)) if weights is None else
-      weights[idx] / weights[idx].sum()
-  )
-  if len(valid) and weights is not None and weights[valid].sum() <= 0:
-    raise ValueError(f"The validation split of `{name}` has zero weight.")
-  return part(train), part(valid) if len(valid) else part(train)
+def is_one_hot(vectors: np.ndarray) -> bool:
+  """Whether the condition vectors ``[K, k]`` are distinct one-hot vectors."""
+  return (vectors.shape[1] == vectors.shape[0] and
+          bool(np.all((vectors == 0) | (vectors == 1))) and
+          bool(np.all(vectors.sum(axis=1) == 1)))
 
 
 class ConditionalStream(struct.PyTreeNode):
@@ -174,7 +186,7 @@ class ConditionalStream(struct.PyTreeNode):
     valid_source: The sources' validation splits (a held-out condition:
       all its points).
     valid_target: Same for the targets.
-    conditions: ``[K, k]``, the condition vectors.
+    vectors: ``[K, k]``, the condition vectors.
     train_probs: ``[K]``, how often a training row is of each condition
       (0 for held-out conditions).
     batch_size: Rows of a training batch.
@@ -186,7 +198,7 @@ class ConditionalStream(struct.PyTreeNode):
   train_target: PaddedClouds
   valid_source: PaddedClouds
   valid_target: PaddedClouds
-  conditions: jnp.ndarray
+  vectors: jnp.ndarray
   train_probs: jnp.ndarray
   batch_size: int = struct.field(pytree_node=False)
   valid_batch_size: int = struct.field(pytree_node=False)
@@ -201,13 +213,18 @@ class ConditionalStream(struct.PyTreeNode):
   @property
   def dim_cond(self) -> int:
     """Dimension :math:`k` of the conditions."""
-    return self.conditions.shape[-1]
+    return self.vectors.shape[-1]
 
   @property
   def table(self) -> Dict[Hashable, np.ndarray]:
     """``{label: condition vector}``."""
-    table = np.asarray(self.conditions)
-    return {l: table[j] for j, l in enumerate(self.labels)}
+    return self.validation_groups.table
+
+  @property
+  def validation_groups(self) -> ValidationGroups:
+    """The conditions of :meth:`valid_step`'s batches, in order."""
+    return ValidationGroups(self.labels, self.trained,
+                            np.asarray(self.vectors))
 
   @classmethod
   def from_problems(
@@ -229,7 +246,7 @@ class ConditionalStream(struct.PyTreeNode):
       problems: Each condition's OT problem: an ott ``PointCloud`` (uniform
         weights), a balanced ``LinearProblem`` (its weights ``a``, ``b``
         are respected) or a pair of arrays ``(x[n, d], y[m, d])``.
-      conditions: ``{label: vector [k]}`` (see :func:`condition_table` for
+      conditions: ``{label: vector [k]}`` (see :func:`condition_vectors` for
         the default).
       dim_cond: The dimension the vectors must have (the solver's).
       batch_size: Rows of a training batch (of mixed conditions).
@@ -248,59 +265,36 @@ class ConditionalStream(struct.PyTreeNode):
         points of another dimension, unbalanced problems, bad weights or
         condition vectors.
     """
-    if not isinstance(problems, Mapping) or not problems:
-      raise ValueError(
-          "`problems` must be a non-empty dict {label: PointCloud | "
-          "LinearProblem | (x, y)}, one OT problem per condition."
-      )
-    checks.check_positive_int("batch_size", batch_size)
-    if sampling not in SAMPLING:
-      raise ValueError(
-          f"`sampling` must be one of {SAMPLING}, got {sampling!r}."
-      )
-    labels = tuple(problems)
-    holdout = tuple(holdout)
-    unknown = [l for l in holdout if l not in problems]
-    if unknown:
-      raise ValueError(
-          f"`holdout` names {unknown}, which are not labels of the data "
-          f"{list(labels)}."
-      )
-    if len(set(holdout)) == len(labels):
-      raise ValueError(
-          "`holdout` holds out every condition: keep at least one to train "
-          "on."
-      )
-    table = condition_table(labels, conditions, dim_cond)
+    labels, holdout = _check_family(problems, batch_size, sampling, holdout)
+    vectors = condition_vectors(labels, conditions, dim_cond)
+    valid_fraction = sampling_lib.check_valid_fraction(valid_fraction)
     if valid_batch_size is not None:
       checks.check_positive_int("valid_batch_size", valid_batch_size)
     key = jax.random.key(0) if rng is None else rng
-    parts, dims = [], set()
-    for j, label in enumerate(labels):
-      x, y, a, b = _arrays(label, problems[label])
-      dims.add(x.shape[1])
-      kx, ky = jax.random.split(jax.random.fold_in(key, j))
-      fraction = 0.0 if label in holdout else valid_fraction
-      parts.append((
-          _split_cloud(kx, x, a, fraction, f"problems[{label!r}] source"),
-          _split_cloud(ky, y, b, fraction, f"problems[{label!r}] target"),
-      ))
-    if len(dims) != 1:
+    splits = [
+        _split_problem(jax.random.fold_in(key, j), label, problems[label],
+                       0.0 if label in holdout else valid_fraction)
+        for j, label in enumerate(labels)
+    ]
+    if len({s[0][0].points.shape[1] for s in splits}) != 1:
       raise ValueError(
-          f"The conditions' points have different dimensions {sorted(dims)}."
+          f"The conditions' points have different dimensions "
+          f"{sorted({s[0][0].points.shape[1] for s in splits})}."
       )
     if valid_batch_size is None:  # no more rows than the smallest split
-      smallest = min(len(p[k][1][0]) for p in parts for k in (0, 1))
+      smallest = min(len(s[k][1].points) for s in splits for k in (0, 1))
       valid_batch_size = max(min(batch_size, 512, smallest), 2)
     trained = tuple(l not in holdout for l in labels)
-    sizes = np.asarray([p[0][0][0].shape[0] for p in parts], np.float64)
+    sizes = np.asarray([len(s[0][0].points) for s in splits], np.float64)
     probs = np.where(trained, 1.0 if sampling == "balanced" else sizes, 0.0)
+    clouds = lambda side, part: PaddedClouds.create(
+        [s[side][part] for s in splits])
     return cls(
-        train_source=PaddedClouds.create([p[0][0] for p in parts]),
-        train_target=PaddedClouds.create([p[1][0] for p in parts]),
-        valid_source=PaddedClouds.create([p[0][1] for p in parts]),
-        valid_target=PaddedClouds.create([p[1][1] for p in parts]),
-        conditions=jnp.asarray(table),
+        train_source=clouds(0, 0),
+        train_target=clouds(1, 0),
+        valid_source=clouds(0, 1),
+        valid_target=clouds(1, 1),
+        vectors=jnp.asarray(vectors),
         train_probs=jnp.asarray(probs / probs.sum(), jnp.float32),
         batch_size=int(batch_size),
         valid_batch_size=int(valid_batch_size),
@@ -323,61 +317,82 @@ class ConditionalStream(struct.PyTreeNode):
 
   def sample_step(self, key: jax.Array, index: jnp.ndarray
                  ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Training batch ``index`` (pure): ``(x[b, d], y[b, d], c[b, k])``,
-    row ``i`` of condition ``j_i`` drawn by :attr:`train_probs`; keyed by
-    ``fold_in(fold_in(key, 0), index)``."""
-    step_key = jax.random.fold_in(jax.random.fold_in(key, 0), index)
-    kj, kx, ky = jax.random.split(step_key, 3)
+    """Training batch ``index`` (pure): ``(x[b, d], y[b, d], cond[b, k])``,
+    row ``i`` of condition ``j_i`` drawn by :attr:`train_probs`, with the
+    keys of :func:`~ott_enot.data.sampling.batch_keys`."""
+    k_cond, k_source, k_target = sampling_lib.batch_keys(
+        key, sampling_lib.TRAIN, index)
     which = jax.random.choice(
-        kj, self.conditions.shape[0], (self.batch_size,), p=self.train_probs
+        k_cond, self.vectors.shape[0], (self.batch_size,), p=self.train_probs
     )
-    return (self.train_source.sample(kx, which),
-            self.train_target.sample(ky, which), self.conditions[which])
+    return (self.train_source.sample(k_source, which),
+            self.train_target.sample(k_target, which), self.vectors[which])
 
   def valid_step(self, key: jax.Array, index: jnp.ndarray
                 ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Validation batch ``index`` (pure): one batch per condition,
-    ``(x[K, n, d], y[K, n, d], c[K, n, k])``; keyed by
-    ``fold_in(fold_in(key, 1), index)``."""
-    K, n = self.conditions.shape[0], self.valid_batch_size
-    kx, ky = jax.random.split(
-        jax.random.fold_in(jax.random.fold_in(key, 1), index))
+    ``(x[K, n, d], y[K, n, d], cond[K, n, k])``, with the keys of
+    :func:`~ott_enot.data.sampling.batch_keys`."""
+    K, n = self.vectors.shape[0], self.valid_batch_size
+    _, k_source, k_target = sampling_lib.batch_keys(
+        key, sampling_lib.VALID, index)
     which = jnp.repeat(jnp.arange(K), n)
     shape = lambda a: a.reshape((K, n) + a.shape[1:])
-    return (shape(self.valid_source.sample(kx, which)),
-            shape(self.valid_target.sample(ky, which)),
-            shape(self.conditions[which]))
+    return (shape(self.valid_source.sample(k_source, which)),
+            shape(self.valid_target.sample(k_target, which)),
+            shape(self.vectors[which]))
 
 
-def _arrays(label: Hashable, problem: Any):
-  """``(x, y, a, b)`` of one condition's problem (weights :obj:`None` if
-  uniform)."""
+def _check_family(problems: Any, batch_size: Any, how: Any,
+                  holdout: Sequence[Hashable]) -> Tuple[tuple, tuple]:
+  """The labels and held-out labels of a family, checked."""
+  if not isinstance(problems, Mapping) or not problems:
+    raise ValueError(
+        "`problems` must be a non-empty dict {label: PointCloud | "
+        "LinearProblem | (x, y)}, one OT problem per condition."
+    )
+  checks.check_positive_int("batch_size", batch_size)
+  if how not in SAMPLING:
+    raise ValueError(f"`sampling` must be one of {SAMPLING}, got {how!r}.")
+  labels, holdout = tuple(problems), tuple(holdout)
+  unknown = [l for l in holdout if l not in problems]
+  if unknown:
+    raise ValueError(
+        f"`holdout` names {unknown}, which are not labels of the data "
+        f"{list(labels)}."
+    )
+  if len(set(holdout)) == len(labels):
+    raise ValueError(
+        "`holdout` holds out every condition: keep at least one to train on."
+    )
+  return labels, holdout
+
+
+def _split_problem(key: jax.Array, label: Hashable, problem: Any,
+                   fraction: float) -> Tuple[tuple, tuple]:
+  """``((source_train, source_valid), (target_train, target_valid))`` of one
+  condition: a held-out condition (``fraction=0``) validates on all its
+  points."""
+  name = f"problems[{label!r}]"
   if isinstance(problem, tuple) and len(problem) == 2:
-    x, y = problem
-    a = b = None
+    x, y, a, b = *problem, None, None
   else:
     try:
-      pc = data_lib.point_cloud_of(problem)
-    except (TypeError, ValueError) as err:
-      raise type(err)(f"`problems[{label!r}]`: {err}") from err
-    x, y = pc.x, pc.y
-    a = b = None
-    if isinstance(problem, linear_problem.LinearProblem):
-      a, b = problem.a, problem.b
-    if isinstance(problem, linear_problem.LinearProblem
-                 ) and not problem.is_balanced:
-      raise ValueError(
-          f"`problems[{label!r}]` is unbalanced (tau_a={problem.tau_a}, "
-          f"tau_b={problem.tau_b}); ENOT solves balanced OT."
-      )
-  name = f"problems[{label!r}]"
-  x = data_lib.as_points(f"{name} source", x)
-  y = data_lib.as_points(f"{name} target", y)
+      x, y, a, b = sampling_lib.problem_arrays(problem, name)
+    except TypeError as err:
+      raise TypeError(f"`{name}`: {err}") from err
+  x = sampling_lib.as_points(f"{name} source", x)
+  y = sampling_lib.as_points(f"{name} target", y)
   if x.shape[1] != y.shape[1]:
     raise ValueError(
         f"`{name}` has source points of dimension {x.shape[1]} and target "
         f"points of dimension {y.shape[1]}."
     )
-  a = data_lib.as_weights(f"{name}.a", a, x.shape[0])
-  b = data_lib.as_weights(f"{name}.b", b, y.shape[0])
-  return x, y, a, b
+  out = []
+  for side, pts, w, k, weights in zip(("source", "target"), (x, y), (a, b),
+                                      jax.random.split(key), "ab"):
+    w = sampling_lib.as_weights(f"{name}.{weights}", w, pts.shape[0])
+    train, valid = sampling_lib.split_measure(k, pts, w, fraction,
+                                              f"{name} {side}")
+    out.append((train, train if valid is None else valid))
+  return tuple(out)

@@ -1,30 +1,38 @@
-r"""Costs for ENOT: a registry, the sphere costs, and what each cost supports.
+r"""The registry of costs: what each cost supports, where its points live,
+what it claims, and which cost's twist gives ENOT's map.
 
 ENOT derives the transport map :math:`T` from the ``f`` network in one of three
-ways (see :mod:`ott_enot.maps`):
+ways (one class each in :mod:`ott_enot.model.parameterisations`):
 
 - ``"twist"``: :math:`T(x) = \nabla_1 c(x, \cdot)^{-1}(\nabla f(x))`, ott's
   :meth:`~ott.geometry.costs.CostFn.twist_operator`. For a translation
   invariant cost :math:`c(x, y) = h(x - y)` with :math:`h` strictly convex this
   is :math:`T(x) = x - \nabla h^*(\nabla f(x))`, so the cost must implement
-  :meth:`~ott.geometry.costs.TICost.h_legendre`. Gives both directions.
+  :meth:`~ott.geometry.costs.TICost.h_legendre`. A metric cost :math:`d` has no
+  invertible twist: it trains the twist of its registered *surrogate*
+  :math:`d^p / p` (:func:`twist_cost`). Gives both directions.
 - ``"correlation"``: squared Euclidean cost only; trains the equivalent
   problem with cost :math:`-\langle x, y \rangle` and convex potentials.
 - ``"direct"``: the ``f`` network outputs :math:`T(x)` itself. Works with any
-  cost (e.g. :class:`~ott.geometry.costs.Euclidean`), forward map only; on the
-  sphere the output is normalised to unit length.
+  cost, forward map only; on the sphere the output is normalised to unit
+  length.
 
 Registered costs (:func:`available_costs`):
 
-=======================  ==========================================  ======================  ========
-name                     cost                                        parameterisations       domain
-=======================  ==========================================  ======================  ========
-``sqeuclidean``          :math:`\|x - y\|^2` (ott ``SqEuclidean``)   twist, correlation,     R^d
-                                                                     direct
-``euclidean``            :math:`\|x - y\|` (ott ``Euclidean``)       direct                  R^d
-``sphere_geodesic``      :math:`d(x, y) = \arccos\langle x, y\rangle`  direct                sphere
-``sphere_geodesic_sq``   :math:`\tfrac12 d(x, y)^2`                  twist, direct           sphere
-=======================  ==========================================  ======================  ========
+=========================  ======================================  =====================  ======
+name                       cost                                    parameterisations      domain
+=========================  ======================================  =====================  ======
+``sqeuclidean``            :math:`\|x - y\|^2` (ott ``SqEuclidean``)  twist, correlation,  R^d
+                                                                   direct
+``euclidean``              :math:`\|x - y\|` (:class:`Euclidean`)   twist (surrogate      R^d
+                                                                   :math:`d^{1.75}/1.75`),
+                                                                   direct
+``euclidean_power``        :math:`\|x - y\|^p / p`                 twist, direct          R^d
+``sphere_geodesic``        :math:`d(x, y) = \arccos\langle x,      twist (surrogate),     sphere
+                           y\rangle`                               direct
+``sphere_geodesic_sq``     :math:`\tfrac12 d(x, y)^2`              twist, direct          sphere
+``sphere_geodesic_power``  :math:`d(x, y)^p / p`                   twist, direct          sphere
+=========================  ======================================  =====================  ======
 
 Any other ott :class:`~ott.geometry.costs.TICost` with ``h_legendre`` (e.g.
 ``PNormP(1.5)``) supports the twist without registration;
@@ -34,14 +42,12 @@ import dataclasses
 import types
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-import jax.numpy as jnp
-import jax.tree_util as jtu
-
 from ott.geometry import costs
 
-from ott_enot import checks, numerics, properties
+from ott_enot import checks
 from ott_enot.checks import DOMAINS
-from ott_enot.sphere import (
+from ott_enot.costs.euclidean import Euclidean, EuclideanPower
+from ott_enot.costs.sphere import (
     SphereGeodesic,
     SphereGeodesicPower,
     SphereGeodesicSq,
@@ -49,13 +55,7 @@ from ott_enot.sphere import (
 
 __all__ = [
     "PARAMETERISATIONS",
-    "DOMAINS",
     "CostEntry",
-    "Euclidean",
-    "EuclideanPower",
-    "SphereGeodesic",
-    "SphereGeodesicSq",
-    "SphereGeodesicPower",
     "register_cost",
     "get_cost",
     "available_costs",
@@ -71,84 +71,6 @@ __all__ = [
 
 #: All parameterisations, in order of preference for the default.
 PARAMETERISATIONS: Tuple[str, ...] = ("twist", "correlation", "direct")
-
-
-@jtu.register_pytree_node_class
-class Euclidean(costs.Euclidean):
-  r"""ott's :class:`~ott.geometry.costs.Euclidean`, :math:`c(x, y) = \|x -
-  y\|`, with finite gradients for points any distance apart.
-
-  ott 0.6.0's has an infinite or NaN gradient where :math:`\|x - y\|^2`
-  underflows (e.g. :math:`x = 10^{-30}`, :math:`y = 0` in float32); this
-  one computes the norm with :func:`ott_enot.numerics.norm`. It is the
-  registry's ``"euclidean"``, and the solver trains with it when given ott's.
-  A metric, so it has no invertible twist: ENOT trains its surrogate
-  :class:`EuclideanPower` (``surrogate_p``) through the twist.
-
-  Args:
-    surrogate_p: The power :math:`p > 1` of the surrogate
-      :math:`\|x - y\|^p / p` whose twist gives ENOT's map (closer to 1:
-      closer to an optimal map of the distance; closer to 2: better
-      conditioned).
-  """
-
-  def __init__(self, surrogate_p: float = 1.75):
-    super().__init__()
-    self.surrogate_p = numerics.power_above_one(
-        "surrogate_p", surrogate_p, "a strictly convex surrogate"
-    )
-
-  def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """:math:`\|x - y\|` of two points ``[d]``."""
-    return numerics.norm(x - y)
-
-  def tree_flatten(self):  # noqa: D102
-    return (), (self.surrogate_p,)
-
-  @classmethod
-  def tree_unflatten(cls, aux_data, children):  # noqa: D102
-    del children
-    return cls(*aux_data)
-
-
-@jtu.register_pytree_node_class
-class EuclideanPower(costs.TICost):
-  r"""A power of the Euclidean distance, :math:`p > 1`.
-
-  .. math::
-
-    c(x, y) = h(x - y), \qquad h(z) = \tfrac1p \|z\|^p, \qquad
-    h^*(w) = \tfrac1q \|w\|^q, \quad \tfrac1p + \tfrac1q = 1,
-
-  so the twist is :math:`T(x) = x - \|\nabla f(x)\|^{q - 2}\, \nabla f(x)`
-  (:meth:`~ott.geometry.costs.TICost.twist_operator`), well conditioned for
-  :math:`p` away from 1. Strictly convex, so its optimal map is unique; it is
-  the surrogate through which ENOT learns maps for the Euclidean distance
-  (:math:`p \to 1`). ``p = 2`` is half of
-  :class:`~ott.geometry.costs.SqEuclidean`. Norms by
-  :func:`ott_enot.numerics.norm` (finite gradients at any distance).
-
-  Args:
-    p: The power, ``> 1``.
-  """
-
-  def __init__(self, p: float = 1.5):
-    self.p = numerics.power_above_one("p", p, "strictly convex")
-
-  def h(self, z: jnp.ndarray) -> jnp.ndarray:  # noqa: D102
-    return numerics.norm(z) ** self.p / self.p
-
-  def h_legendre(self, z: jnp.ndarray) -> jnp.ndarray:  # noqa: D102
-    q = self.p / (self.p - 1.0)
-    return numerics.norm(z) ** q / q
-
-  def tree_flatten(self):  # noqa: D102
-    return (), (self.p,)
-
-  @classmethod
-  def tree_unflatten(cls, aux_data, children):  # noqa: D102
-    del children
-    return cls(*aux_data)
 
 
 #: ott costs whose numerics this package fixes, and the fixed subclass.
@@ -200,7 +122,6 @@ def claimed_properties(
     names.append("correlation")
   names.append("c_conjugacy")
   return tuple(names)
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +246,8 @@ def register_cost(
 
 
 def _check_claims(entry: CostEntry) -> None:
+  # the property engine needs hypothesis: loaded only when a cost is checked
+  from ott_enot.costs import properties  # pylint: disable=import-outside-toplevel
   cost = entry.factory()
   reports = [(cost, entry.parameterisations, entry.symmetric, entry.metric)]
   if entry.surrogate is not None and "twist" in entry.parameterisations:
@@ -345,8 +268,7 @@ def _check_claims(entry: CostEntry) -> None:
     _refuse_unless_passed(entry, report)
 
 
-def _refuse_unless_passed(entry: CostEntry,
-                          report: properties.CostReport) -> None:
+def _refuse_unless_passed(entry: CostEntry, report: Any) -> None:
   if not report.passed:
     failed = ", ".join(r.name for r in report.failures)
     raise ValueError(
@@ -430,7 +352,7 @@ def twist_cost(cost_fn: costs.CostFn) -> costs.CostFn:
   the cost's ``surrogate_p`` (1.75 by default). Its optimal map is unique and
   is a transport map, while the metric's own c-transform has a whole segment of minimisers
   (every point of a transport ray), so that training on the metric directly
-  collapses mass onto the near end of each ray; as :math:`p 	o 1` the
+  collapses mass onto the near end of each ray; as :math:`p \to 1` the
   surrogate's map tends to an optimal map of the metric.
 
   Raises:

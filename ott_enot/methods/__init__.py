@@ -1,0 +1,45 @@
+"""The training methods: what the engine trains.
+
+Layer: above the model (whose maps, losses and potentials they use) and the
+engine (whose interface, :class:`~ott_enot.training.TrainingMethod`, they
+implement); below the solvers (the faces). Files:
+
+- :mod:`~ott_enot.methods.enot`: :class:`ENOT` (one model, with or without a
+  condition), its state and pure step;
+- :mod:`~ott_enot.methods.population`: :class:`Population` (ENOT members in
+  one program) and its :class:`PopulationResult`.
+"""
+from ott_enot.methods import enot, population
+from ott_enot.methods.enot import (
+    ENOT,
+    ENOTTrainState,
+    Hyperparameters,
+    StepMetrics,
+    ValidationMetrics,
+    enot_step,
+    is_forward,
+    validation_metrics,
+)
+from ott_enot.methods.population import (
+    Member,
+    Population,
+    PopulationResult,
+    PopulationState,
+)
+
+__all__ = [
+    "ENOT",
+    "ENOTTrainState",
+    "Hyperparameters",
+    "StepMetrics",
+    "ValidationMetrics",
+    "enot_step",
+    "is_forward",
+    "validation_metrics",
+    "Population",
+    "PopulationState",
+    "PopulationResult",
+    "Member",
+    "enot",
+    "population",
+]

@@ -1,0 +1,362 @@
+r"""A population of ENOT members as a training method: many settings of
+``seed``, ``expectile``, ``expectile_loss_coef`` and the learning rate in one
+compiled program, and their result, chosen without ground truth.
+
+The members' states are stacked along a leading axis
+(:class:`PopulationState`), and :class:`Population`'s step is
+:class:`~ott_enot.methods.ENOT`'s vmapped over them, each with its own
+:class:`~ott_enot.methods.enot.Hyperparameters`, all on the same batch; the
+engine guards every member on its own (its step counter and divergence
+flag: a member whose step is not finite keeps its last good state while the
+others train on). One validation program scores every member on held-out
+data with a criterion that needs no ground truth: the Sinkhorn divergence of
+:math:`T(x)` to held-out target points over the resampling floor (``fit /
+floor``, :func:`ott_enot.evaluation.metrics.fit_and_floor`, the floor computed
+once for all members). :class:`PopulationResult` holds the table, the chosen
+member (:meth:`PopulationResult.best`) and every member's potentials.
+"""
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flax import struct
+
+from ott_enot.evaluation import metrics as metrics_lib
+from ott_enot.methods.enot import (
+    ENOT,
+    ENOTTrainState,
+    Hyperparameters,
+    validation_metrics,
+)
+from ott_enot.model.potentials import ENOTPotentials
+
+__all__ = ["Member", "PopulationState", "Population", "PopulationResult"]
+
+Logs = Dict[str, Dict[str, List[Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  r"""One member's settings.
+
+  Attributes:
+    seed: Seed of its networks' initialisation (``jax.random.key(seed)``,
+      as ``rng=`` of a solver trained alone), or :obj:`None` for the
+      population's ``rng``.
+    expectile: :math:`\tau \in (0, 1]`.
+    expectile_loss_coef: :math:`\lambda \ge 0`.
+    learning_rate_scale: Factor on both optimisers' updates.
+    learning_rate: The peak learning rate of the default optimiser, when the
+      member was given one (``learning_rate_scale`` times ``1e-3``).
+  """
+  seed: Optional[int]
+  expectile: float
+  expectile_loss_coef: float
+  learning_rate_scale: float
+  learning_rate: Optional[float] = None
+
+  def as_dict(self) -> Dict[str, Any]:
+    """The settings a user gave or would give (no derived ones)."""
+    out = {"seed": self.seed, "expectile": self.expectile,
+           "expectile_loss_coef": self.expectile_loss_coef}
+    if self.learning_rate is not None:
+      out["learning_rate"] = self.learning_rate
+    else:
+      out["learning_rate_scale"] = self.learning_rate_scale
+    return out
+
+
+class PopulationState(struct.PyTreeNode):
+  """The states of a population of ENOT members, stacked on a leading axis.
+
+  Attributes:
+    members: An :class:`~ott_enot.methods.ENOTTrainState` whose leaves have
+      a leading axis of size ``members`` (each member its own networks,
+      optimiser states, step counter and divergence flag).
+    hyper: :class:`~ott_enot.methods.enot.Hyperparameters` of shape
+      ``[members]``.
+  """
+  members: ENOTTrainState
+  hyper: Hyperparameters
+
+  @property
+  def size(self) -> int:
+    """The number of members."""
+    return int(self.members.step.shape[0])
+
+  @property
+  def step(self) -> jnp.ndarray:
+    """``int32[members]``: each member's next step."""
+    return self.members.step
+
+  @property
+  def diverged(self) -> jnp.ndarray:
+    """``bool[members]``: which members stopped on a non-finite step."""
+    return self.members.diverged
+
+  @property
+  def params(self) -> tuple:
+    """``(params_f, params_g)``, stacked over the members."""
+    return self.members.params
+
+  def with_progress(self, step: jnp.ndarray,
+                    diverged: jnp.ndarray) -> "PopulationState":
+    """The same members with these step counters and divergence flags."""
+    return self.replace(members=self.members.with_progress(step, diverged))
+
+  def member(self, i: int) -> ENOTTrainState:
+    """Member ``i``'s state (its hyper-parameters are :attr:`hyper`'s)."""
+    return jax.tree.map(lambda a: a[i], self.members)
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+  """A population of :class:`~ott_enot.methods.ENOT` members as one
+  training method (module docstring).
+
+  Attributes:
+    member: The method every member runs (its expectile and weight are
+      replaced by each member's; its networks, optimisers, cost and
+      schedule are shared).
+    members: The members' :class:`Member` settings (not compared: they live
+      in the state, so populations of other settings share programs).
+  """
+  member: ENOT
+  members: Tuple[Member, ...] = dataclasses.field(compare=False)
+
+  checkpoint_metric = None  # members are chosen by their result, not kept
+
+  @property
+  def phases(self) -> int:  # noqa: D102
+    return self.member.phases
+
+  @property
+  def train_log_keys(self) -> Tuple[str, ...]:  # noqa: D102
+    return self.member.train_log_keys
+
+  @property
+  def valid_log_keys(self) -> Tuple[str, ...]:  # noqa: D102
+    return self.member.valid_log_keys
+
+  @property
+  def divergence_advice(self) -> str:  # noqa: D102
+    return self.member.divergence_advice
+
+  @property
+  def data_spec(self) -> Any:  # noqa: D102
+    return self.member.data_spec
+
+  def member_init(self, rng: jax.Array) -> ENOTTrainState:
+    """One member's fresh state (:meth:`ENOT.init`)."""
+    return self.member.init(rng)
+
+  def init(self, rng: jax.Array) -> PopulationState:
+    """Every member's fresh networks: from ``jax.random.key(seed)`` (as a
+    solver's ``rng``), or ``rng`` for members without a seed."""
+    keys = jnp.stack([
+        rng if m.seed is None else jax.random.key(m.seed) for m in self.members
+    ])
+    hyper = Hyperparameters(*(
+        jnp.asarray([getattr(m, name) for m in self.members], jnp.float32)
+        for name in ("expectile", "expectile_loss_coef",
+                     "learning_rate_scale")
+    ))
+    return PopulationState(jax.vmap(self.member.init)(keys), hyper)
+
+  def step(self, state: PopulationState, batch: Tuple[jnp.ndarray, ...],
+           phase: int) -> tuple:
+    """Every member's step on the same batch (metrics ``[members]``)."""
+    members, metrics = jax.vmap(
+        lambda m, h: self.member.step(m, batch, phase, hyper=h)
+    )(state.members, state.hyper)
+    return state.replace(members=members), metrics
+
+  def params(self, state: PopulationState) -> tuple:
+    """``((params_f, params_g), hyper)``, stacked over the members."""
+    return state.params, state.hyper
+
+  def validate(self, params: tuple, batch: Tuple[jnp.ndarray, ...]) -> dict:
+    """Every member's validation metrics ``[members]``; ``floor`` is one
+    number (it depends on the target batch only)."""
+    (params_fg, hyper), y = params, batch[1]
+    metrics, mapped = jax.vmap(
+        lambda p, h: validation_metrics(*p, *batch, method=self.member,
+                                        hyper=h)
+    )(params_fg, hyper)
+    fit, floor = metrics_lib.fit_and_floor(mapped, y)
+    return dict(metrics._asdict(), fit=fit, floor=floor)
+
+  def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
+    """The member method's row, every value a list over the members."""
+    return self.member.log_row(step, metrics)
+
+  def describe(self) -> Dict[str, Any]:
+    """The member method's description (the shapes tell the size)."""
+    return self.member.describe()
+
+  def member_potentials(self, state: PopulationState,
+                        i: int) -> ENOTPotentials:
+    """Member ``i``'s potentials."""
+    if not 0 <= i < len(self.members):
+      raise IndexError(f"member {i} of a population of {len(self.members)}")
+    return self.member.result(state.member(i))
+
+  def result(self, state: PopulationState) -> "PopulationResult":
+    """The members of ``state`` (a :class:`PopulationResult` without
+    logs)."""
+    return PopulationResult(self, state)
+
+
+class PopulationResult:
+  """The members of a trained population, their scores, the best one.
+
+  Attributes:
+    members: The :class:`Member` settings, in order.
+    logs: The run's logs: ott's layout, every value a list with one entry
+      per member (``valid_logs["floor"]`` one number: it depends on the
+      target only). ``None`` for the results handed to callbacks.
+    steps: ``[members]``, the steps each member applied.
+    diverged: ``bool[members]``.
+  """
+
+  def __init__(self, method: "Population", state: PopulationState,
+               logs: Optional[Logs] = None, valid_freq: Optional[int] = None):
+    self._method = method
+    self._state = state
+    self.members = list(method.members)
+    self.logs = logs
+    self.valid_freq = valid_freq
+    self.steps = np.asarray(state.step)
+    self.diverged = np.asarray(state.diverged)
+
+  def __len__(self) -> int:
+    return len(self.members)
+
+  def member(self, i: int) -> ENOTPotentials:
+    """Member ``i``'s :class:`~ott_enot.ENOTPotentials`."""
+    return self._method.member_potentials(self._state, i)
+
+  def member_logs(self, i: int) -> Logs:
+    """Member ``i``'s logs in ott's layout (one value per logged step)."""
+    if self.logs is None:
+      raise ValueError("This result has no logs (a callback's view).")
+    pick = lambda v, key: v if key in ("directions", "floor") else v[i]
+    return {
+        part: {key: [pick(v, key) for v in values]
+               for key, values in rows.items()}
+        for part, rows in self.logs.items()
+    }
+
+  def scores(self) -> np.ndarray:
+    """``[validations, members]``: ``fit / floor`` at each validation."""
+    if self.logs is None or not self.logs["valid_logs"]["fit"]:
+      raise ValueError(
+          "No validation ran, so the members have no scores: train with "
+          "`valid_freq` < `num_train_iters` (validation data come with "
+          "`fit`'s held-out split or with the validation loaders)."
+      )
+    valid = self.logs["valid_logs"]
+    fit = np.asarray(valid["fit"], np.float64)
+    floor = np.asarray(valid["floor"], np.float64)[:, None]
+    return fit / floor
+
+  def evaluate(self, x: jnp.ndarray, y: jnp.ndarray) -> np.ndarray:
+    """``[members]``: ``fit / floor`` of each member's map on held-out
+    points (:func:`ott_enot.evaluation.metrics.fit_and_floor`).
+
+    Args:
+      x: Held-out source points ``[n, d]``.
+      y: Held-out target points ``[m, d]``, independent of ``x``.
+    """
+    mapped = jnp.stack([self.member(i).transport(x) for i in range(len(self))])
+    fit, floor = metrics_lib.fit_and_floor(mapped, jnp.asarray(y))
+    return np.asarray(fit / floor, np.float64)
+
+  def criterion(self, x: Optional[jnp.ndarray] = None,
+                y: Optional[jnp.ndarray] = None) -> np.ndarray:
+    """``[members]``: ``fit / floor`` at the last validation, or on held-out
+    ``x`` and ``y`` when given (:meth:`evaluate`; larger samples than a
+    validation batch score more precisely). Lower is better; ``inf`` for
+    diverged members."""
+    if (x is None) != (y is None):
+      raise ValueError("Pass both held-out `x` and `y`, or neither.")
+    last = (self.scores()[-1] if x is None else self.evaluate(x, y)).copy()
+    last[self.diverged | ~np.isfinite(last)] = np.inf
+    return last
+
+  def best_index(self, x: Optional[jnp.ndarray] = None,
+                 y: Optional[jnp.ndarray] = None) -> int:
+    """The member with the lowest :meth:`criterion`."""
+    crit = self.criterion(x, y)
+    if not np.isfinite(crit).any():
+      raise ValueError("Every member diverged: there is no best member.")
+    return int(np.argmin(crit))
+
+  def best(self, x: Optional[jnp.ndarray] = None,
+           y: Optional[jnp.ndarray] = None) -> ENOTPotentials:
+    """The chosen member's :class:`~ott_enot.ENOTPotentials` (by the last
+    validation, or by held-out ``x`` and ``y``)."""
+    return self.member(self.best_index(x, y))
+
+  def table(self) -> List[Dict[str, Any]]:
+    """One row per member: its settings, ``fit``, ``floor``, ``fit/floor``
+    (the criterion), ``w_dist``, ``map_cost`` at the last validation,
+    ``diverged`` and ``steps``."""
+    valid = self.logs["valid_logs"] if self.logs is not None else None
+    has_valid = bool(valid and valid["fit"])
+    rows = []
+    for i, m in enumerate(self.members):
+      row = {"member": i, **m.as_dict()}
+      if has_valid:
+        row.update(
+            fit=valid["fit"][-1][i], floor=valid["floor"][-1],
+            w_dist=valid["w_dist"][-1][i], map_cost=valid["map_cost"][-1][i]
+        )
+        row["fit/floor"] = row["fit"] / row["floor"]
+      row.update(diverged=bool(self.diverged[i]), steps=int(self.steps[i]))
+      rows.append(row)
+    return rows
+
+  def format_table(self) -> str:
+    """:meth:`table` as aligned text, the best member marked ``*``."""
+    rows = self.table()
+    best = self.best_index() if "fit/floor" in rows[0] else None
+    keys = list(rows[0])
+    fmt = lambda v: (f"{v:.4g}" if isinstance(v, float) else
+                     "-" if v is None else str(v))
+    cells = [[fmt(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[j]) for c in cells))
+              for j, k in enumerate(keys)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+    out = ["  " + line(keys)]
+    for i, c in enumerate(cells):
+      out.append(("* " if i == best else "  ") + line(c))
+    return "\n".join(out)
+
+  def plot(self, ax: Any = None, highlight: Optional[int] = None) -> Any:
+    """``fit / floor`` over the validation steps, one line per member
+    (log scale), the member ``highlight`` (default :meth:`best_index`) bold.
+    Returns the matplotlib axes."""
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    scores = self.scores()
+    steps = self.valid_freq * (np.arange(len(scores)) + 1)
+    if ax is None:
+      _, ax = plt.subplots(figsize=(7, 4))
+    best = self.best_index() if highlight is None else int(highlight)
+    short = {"seed": "seed", "expectile": "tau", "expectile_loss_coef": "lambda",
+             "learning_rate": "lr", "learning_rate_scale": "lr x"}
+    for i, m in enumerate(self.members):
+      label = ", ".join(f"{short[k]} {v:g}" for k, v in m.as_dict().items()
+                        if v is not None)
+      ax.plot(steps, scores[:, i], marker="o", ms=3,
+              lw=2.5 if i == best else 1,
+              label=f"{i}: {label}" + (" *" if i == best else ""))
+    ax.axhline(1.0, color="k", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("fit / resampling floor")
+    ax.legend(fontsize=7)
+    return ax

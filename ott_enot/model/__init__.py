@@ -1,0 +1,68 @@
+"""The model: how maps and potentials come from the networks, ENOT's loss,
+the networks, the conjugate solver and the learned potentials.
+
+Layer: above the engine (:mod:`ott_enot.training`, whose checkpoints its
+potentials read) and the costs; below the training methods. Files:
+
+- :mod:`~ott_enot.model.parameterisations`: the model description,
+  :class:`TransportModel`, one class per parameterisation (:class:`Twist`,
+  :class:`Correlation`, :class:`Direct`), the one lookup by name;
+- :mod:`~ott_enot.model.networks`: how networks take points and conditions,
+  the default networks, :class:`ConditionalMLP`;
+- :mod:`~ott_enot.model.losses`: the expectile loss and ENOT's objective;
+- :mod:`~ott_enot.model.conjugate`: :class:`ExpectileConjugateSolver`;
+- :mod:`~ott_enot.model.potentials`: :class:`ENOTPotentials`,
+  :class:`ConditionalPotentials`.
+"""
+from ott_enot.model import (
+    conjugate,
+    losses,
+    networks,
+    parameterisations,
+    potentials,
+)
+from ott_enot.model.conjugate import ExpectileConjugateSolver
+from ott_enot.model.losses import ENOTLossTerms, enot_loss, expectile_loss
+from ott_enot.model.networks import (
+    CONDITIONING,
+    ConditionalMLP,
+    NetworkInputs,
+    default_network,
+)
+from ott_enot.model.parameterisations import (
+    MODELS,
+    Correlation,
+    Direct,
+    TransportModel,
+    Twist,
+    check_networks,
+    resolve_parameterisation,
+    transport_model,
+)
+from ott_enot.model.potentials import ConditionalPotentials, ENOTPotentials
+
+__all__ = [
+    "TransportModel",
+    "Twist",
+    "Correlation",
+    "Direct",
+    "MODELS",
+    "transport_model",
+    "resolve_parameterisation",
+    "check_networks",
+    "NetworkInputs",
+    "CONDITIONING",
+    "default_network",
+    "ConditionalMLP",
+    "expectile_loss",
+    "enot_loss",
+    "ENOTLossTerms",
+    "ExpectileConjugateSolver",
+    "ENOTPotentials",
+    "ConditionalPotentials",
+    "conjugate",
+    "losses",
+    "networks",
+    "parameterisations",
+    "potentials",
+]

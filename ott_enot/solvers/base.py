@@ -1,0 +1,208 @@
+r"""The shell every solver is: a training method, its state and the run's
+settings; it trains with the engine and keeps the state whatever raises.
+
+A face (:class:`~ott_enot.ENOTSolver`, :class:`~ott_enot.ENOTPopulation`,
+:class:`~ott_enot.ConditionalExpectileNeuralDual`) validates its arguments,
+builds the method and its initial state, turns what it is given into a feed
+(:func:`ott_enot.training.inputs.feed_for`) and calls :meth:`Solver.train`;
+everything a run shares (resume, checkpoints, the mesh, the one ``finally``
+that assigns the state back) is here, once.
+"""
+import os
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import jax
+
+from ott_enot.training import checkpoints, feeds, inputs, loop, sharding
+from ott_enot.training.method import TrainingMethod
+
+__all__ = ["Solver", "Logs", "Callback_t"]
+
+Logs = Dict[str, Dict[str, List[Any]]]
+Callback_t = Callable[[int, Any], Any]
+
+
+class Solver:
+  """A training method, its state, and the settings of its runs.
+
+  Args:
+    method: The :class:`~ott_enot.training.TrainingMethod`.
+    state: Its initial state.
+    num_train_iters: Number of training steps of a run.
+    valid_freq: Validate every ``valid_freq`` steps.
+    log_freq: Log every ``log_freq`` steps.
+    logging: Return ``(result, logs)`` from training (:meth:`output`).
+    progress_bar: Show a tqdm progress bar while training.
+    chunk_size: Training steps fused into one ``lax.scan`` dispatch (see
+      :class:`~ott_enot.ENOTSolver`).
+    checkpoint_dir: Directory of the run's checkpoints, or :obj:`None`.
+    checkpoint_every: Steps between checkpoints.
+    checkpoint_keep: How many of the latest checkpoints to keep.
+    mesh: A :class:`jax.sharding.Mesh` to train data-parallel on, or
+      :obj:`None` for the default device.
+
+  Attributes:
+    state: The method's state: the state after the last completed chunk of
+      the last run, whatever raised (and never a buffer donated to XLA).
+  """
+
+  def __init__(
+      self,
+      method: TrainingMethod,
+      state: Any,
+      *,
+      num_train_iters: int = 20000,
+      valid_freq: int = 1000,
+      log_freq: int = 1000,
+      logging: bool = False,
+      progress_bar: bool = True,
+      chunk_size: int = 100,
+      checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+      checkpoint_every: int = 1000,
+      checkpoint_keep: int = 3,
+      mesh: Optional[jax.sharding.Mesh] = None,
+  ):
+    self.method = method
+    self.state = state
+    self.num_train_iters = num_train_iters
+    self.valid_freq = valid_freq
+    self.log_freq = log_freq
+    self.logging = logging
+    self.progress_bar = progress_bar
+    self.chunk_size = int(chunk_size)
+    self.checkpoint_dir = checkpoint_dir
+    self.checkpoint_every = int(checkpoint_every)
+    self.checkpoint_keep = int(checkpoint_keep)
+    self.parallel = sharding.DataParallel.create(mesh)
+
+  @property
+  def mesh(self) -> Optional[jax.sharding.Mesh]:
+    """The devices training splits each batch over (:obj:`None`: one)."""
+    return self.parallel.mesh
+
+  def loop_config(self) -> loop.LoopConfig:
+    """The static configuration of the compiled training loop."""
+    return loop.LoopConfig.create(
+        method=self.method,
+        chunk_size=self.chunk_size,
+        valid_freq=self.valid_freq,
+        parallel=self.parallel,
+    )
+
+  # ---- checkpoints ----
+
+  def checkpointer(self) -> Optional[checkpoints.Checkpointer]:
+    """The :class:`~ott_enot.training.checkpoints.Checkpointer` of ``checkpoint_dir``
+    (``None`` without one)."""
+    if self.checkpoint_dir is None:
+      return None
+    return checkpoints.Checkpointer(
+        self.checkpoint_dir,
+        signature=checkpoints.signature(self.method.describe(), self.state),
+        keep=self.checkpoint_keep, every=self.checkpoint_every,
+        best=self.method.checkpoint_metric
+    )
+
+  def restore(self, kind: str = "latest",
+              step: Optional[int] = None) -> Dict[str, Any]:
+    """Load a checkpoint of ``checkpoint_dir`` into this solver.
+
+    Args:
+      kind: ``"latest"`` or ``"best"`` (by the method's validation metric,
+        for ENOT ``w_dist``).
+      step: Which checkpoint; default the newest of ``kind``.
+
+    Returns:
+      The checkpoint's metadata: ``step`` (the last step it had done),
+      ``logs``, ``num_validations``, the metric (for the best).
+
+    Raises:
+      ~ott_enot.training.checkpoints.CheckpointError: if there is none, or it was
+        written for another cost, parameterisation, dimension or network.
+    """
+    ckpt = self.checkpointer()
+    if ckpt is None:
+      raise ValueError(
+          "This solver has no `checkpoint_dir`: build it with "
+          "`checkpoint_dir=...` (the directory of the run to restore)."
+      )
+    try:
+      self.state, meta = ckpt.restore(self.state, kind, step)
+    finally:
+      ckpt.close()
+    return meta
+
+  # ---- training ----
+
+  def fit(self, data: Any, *, rng: Optional[jax.Array] = None,
+          callback: Optional[Callback_t] = None, resume: bool = False,
+          **options: Any) -> Any:
+    """Train on ``data``: anything :func:`~ott_enot.training.inputs.feed_for`
+    takes for the method's ``data_spec`` (a sampler, points ``x`` with
+    ``y=``, an ott geometry or problem, a family of problems, a stream,
+    :class:`~ott_enot.training.inputs.Loaders`), with its ``options``.
+
+    Returns:
+      :meth:`output` of the run's logs.
+    """
+    feed = inputs.feed_for(data, self.method.data_spec, rng=rng, **options)
+    return self.output(self.train(feed, callback, resume))
+
+  def train(self, feed: feeds.Feed, callback: Optional[Callback_t] = None,
+            resume: bool = False) -> Logs:
+    """Run the method on ``feed`` (:func:`ott_enot.training.loop.train`).
+
+    Args:
+      feed: A :class:`~ott_enot.training.feeds.Feed`
+        (:func:`ott_enot.training.inputs.feed_for` makes one of any data).
+      callback: ``callback(step, result)`` at the end of each chunk.
+      resume: Go on from the latest checkpoint in ``checkpoint_dir`` (its
+        state, step and logs).
+
+    Returns:
+      The run's logs.
+
+    Raises:
+      ValueError: for ``resume=False`` with a ``checkpoint_dir`` that holds
+        an earlier run's checkpoints, and what
+        :func:`~ott_enot.training.loop.train` raises. Whatever raises, the
+        solver keeps the state after the last completed chunk.
+    """
+    start, logs = 0, None
+    if resume:
+      meta = self.restore("latest")
+      start, logs = meta["step"] + 1, meta["logs"]
+    elif self.checkpoint_dir is not None:
+      earlier = checkpoints.checkpoint_steps(self.checkpoint_dir)
+      if earlier:
+        raise ValueError(
+            f"`checkpoint_dir` {os.fspath(self.checkpoint_dir)!r} holds "
+            f"checkpoints of an earlier run (steps {list(earlier)}): pass "
+            f"`resume=True` to go on from the latest, or use an empty "
+            f"directory."
+        )
+    ckpt = self.checkpointer()
+    cell = loop.StateCell(self.state)
+    peers_lost = False
+    try:
+      return loop.train(
+          cell, feed, config=self.loop_config(),
+          num_train_iters=self.num_train_iters, log_freq=self.log_freq,
+          valid_freq=self.valid_freq, callback=callback,
+          progress_bar=self.progress_bar, start=start, logs=logs,
+          checkpointer=ckpt,
+      )
+    except sharding.ProcessFailedError:
+      peers_lost = True  # pending writes wait for the lost process: drop them
+      raise
+    finally:  # whatever raised: the last completed state, never a donated one
+      self.state = cell.state
+      if ckpt is not None:
+        ckpt.close(wait=not peers_lost)
+
+  def output(self, logs: Logs) -> Any:
+    """What training returns: the method's result for the state, with the
+    logs when ``logging`` (``(result, logs)``). A face may declare another
+    (a population returns its result, logs inside)."""
+    result = self.method.result(self.state)
+    return (result, logs) if self.logging else result

@@ -1,0 +1,307 @@
+r"""Populations: many ENOT models, one compiled program, chosen without
+ground truth.
+
+ENOT's results depend on the expectile :math:`\tau`, its weight
+:math:`\lambda` and the learning rate, and which settings suit a data set is
+not known in advance (the paper names this its main limitation). An
+:class:`ENOTPopulation` trains a list of *members* (each a setting of
+``seed``, ``expectile``, ``expectile_loss_coef`` and ``learning_rate``)
+together, as one training method (:class:`~ott_enot.methods.Population`:
+the states stacked along a leading axis, the step vmapped over them, one
+chunk program compiled for the whole population). Every member keeps its own
+optimiser state, step counter and divergence flag: a member whose step is
+not finite keeps its last good state and is marked diverged while the others
+train on. All members see the same batches.
+
+Validation scores every member on held-out data with a criterion that needs
+no ground truth: the Sinkhorn divergence of :math:`T(x)` to held-out target
+points over the resampling floor (``fit / floor``,
+:func:`ott_enot.evaluation.metrics.fit_and_floor`).
+:class:`~ott_enot.PopulationResult` holds the table, the chosen member
+(:meth:`~ott_enot.PopulationResult.best`) and every member's potentials.
+
+This module is the face: the user's member dicts checked (:func:`grid`
+builds them), the memory the population needs, the solver.
+
+Example::
+
+  population = ott_enot.ENOTPopulation(
+      2, members=ott_enot.solvers.population.grid(
+          expectile=[0.9, 0.99], expectile_loss_coef=[0.3, 1.0], seed=[0, 1]
+      ), num_train_iters=10_000, valid_freq=1000)
+  result = population.fit(x, y)
+  print(result.format_table())
+  potentials = result.best()
+"""
+import itertools
+import math
+import numbers
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+from ott_enot.methods.population import (
+    Member,
+    Population,
+    PopulationResult,
+    PopulationState,
+)
+from ott_enot.model.potentials import ENOTPotentials
+from ott_enot.solvers import base
+from ott_enot.solvers import enot as enot_face
+
+__all__ = [
+    "MEMBER_KEYS",
+    "Member",
+    "grid",
+    "ENOTPopulation",
+    "PopulationResult",
+    "memory_estimate",
+]
+
+MEMBER_KEYS = (
+    "seed", "expectile", "expectile_loss_coef", "learning_rate",
+    "learning_rate_scale"
+)
+
+
+def grid(**values: Sequence[Any]) -> List[Dict[str, Any]]:
+  """Every combination of the given values (the last key varies fastest).
+
+  Args:
+    values: For each key of :data:`MEMBER_KEYS`, a list of values.
+
+  Returns:
+    A list of member dicts for :class:`ENOTPopulation`'s ``members``.
+
+  Example: ``grid(expectile=[0.9, 0.99], seed=[0, 1])`` gives four members.
+  """
+  keys = list(values)
+  for key in keys:
+    if isinstance(values[key], (str, bytes)) or not isinstance(
+        values[key], Sequence
+    ):
+      raise TypeError(
+          f"grid({key}=...) takes a list of values, got "
+          f"{type(values[key]).__name__}."
+      )
+  return [dict(zip(keys, combo))
+          for combo in itertools.product(*(values[k] for k in keys))]
+
+
+def _check_members(
+    members: Sequence[Mapping[str, Any]], defaults: Dict[str, float],
+    default_optimizers: bool
+) -> List[Member]:
+  """Members from the user's dicts, checked; raises before anything runs."""
+  if isinstance(members, Mapping) or not isinstance(members, Sequence):
+    raise TypeError(
+        "`members` must be a list of dicts (e.g. "
+        "`ott_enot.solvers.population.grid(expectile=[0.9, 0.99])`), got "
+        f"{type(members).__name__}."
+    )
+  if not members:
+    raise ValueError(
+        "`members` is empty: a population needs at least one member."
+    )
+  out = []
+  for i, spec in enumerate(members):
+    if not isinstance(spec, Mapping):
+      raise TypeError(
+          f"`members[{i}]` must be a dict of settings, got "
+          f"{type(spec).__name__}."
+      )
+    unknown = sorted(set(spec) - set(MEMBER_KEYS))
+    if unknown:
+      raise ValueError(
+          f"`members[{i}]` has unknown settings {unknown}; a member sets "
+          f"{list(MEMBER_KEYS)} (settings that change shapes, such as the "
+          f"networks or the batch size, need separate populations)."
+      )
+    out.append(_member(i, spec, defaults, default_optimizers))
+  seeded = {m.seed is not None for m in out}
+  if len(seeded) > 1:
+    raise ValueError(
+        "Give `seed` to every member or to none (members without one all "
+        "start from the population's `rng`)."
+    )
+  return out
+
+
+def _member(i: int, spec: Mapping[str, Any], defaults: Dict[str, float],
+            default_optimizers: bool) -> Member:
+  def number(key: str, ok, why: str) -> float:
+    value = spec.get(key, defaults.get(key))
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+        or not math.isfinite(value) or not ok(value)):
+      raise ValueError(f"`members[{i}]['{key}']` must be {why}, got {value!r}.")
+    return float(value)
+
+  expectile = number("expectile", lambda v: 0 < v <= 1, "in (0, 1]")
+  coef = number("expectile_loss_coef", lambda v: v >= 0, ">= 0")
+  if "learning_rate" in spec and "learning_rate_scale" in spec:
+    raise ValueError(
+        f"`members[{i}]` gives both `learning_rate` and "
+        f"`learning_rate_scale`; give one."
+    )
+  learning_rate = None
+  if "learning_rate" in spec:
+    if not default_optimizers:
+      raise ValueError(
+          f"`members[{i}]['learning_rate']` sets the peak learning rate of "
+          f"the default optimiser, but the population was given "
+          f"`optimizer_f`/`optimizer_g`: use `learning_rate_scale` (a factor "
+          f"on your optimiser's updates) instead."
+      )
+    learning_rate = number("learning_rate", lambda v: v > 0, "> 0")
+    scale = learning_rate / enot_face.DEFAULT_LEARNING_RATE
+  else:
+    scale = number("learning_rate_scale", lambda v: v > 0, "> 0")
+  seed = spec.get("seed")
+  if seed is not None and (
+      isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+      or seed < 0
+  ):
+    raise ValueError(
+        f"`members[{i}]['seed']` must be an int >= 0, got {seed!r}."
+    )
+  return Member(
+      None if seed is None else int(seed), expectile, coef, scale,
+      learning_rate
+  )
+
+
+def _tree_bytes(tree: Any) -> int:
+  return sum(
+      int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+      for leaf in jax.tree.leaves(tree)
+  )
+
+
+def memory_estimate(member_state: Any, members: int) -> int:
+  """Bytes a population's states take while training (an estimate).
+
+  Each member holds its parameters and optimiser state (``member_state``),
+  and a step adds its gradients and updates (twice the parameters); a chunk
+  may keep snapshots of the parameters for validation, and the loop keeps
+  one copy of the state for checkpoints and callbacks. Activations are not
+  counted (they scale with the batch, not with the members' states).
+
+  Args:
+    member_state: One member's :class:`~ott_enot.methods.ENOTTrainState` (or
+      its abstract shapes).
+    members: Number of members.
+
+  Returns:
+    ``members * (2 * state + 3 * params)`` bytes.
+  """
+  state, params = _tree_bytes(member_state), _tree_bytes(member_state.params)
+  return members * (2 * state + 3 * params)
+
+
+def _available_memory() -> Optional[int]:
+  """The default device's memory limit (accelerators) or the host's RAM."""
+  device = jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  try:
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
+  """A population of ENOT models trained in one compiled program.
+
+  Takes every argument of :class:`~ott_enot.ENOTSolver` (the networks,
+  optimisers, cost, steps, validation, checkpoints, mesh), which all
+  members share, and ``members``: the per-member settings. A setting a
+  member does not give is the population's (``expectile``,
+  ``expectile_loss_coef``, learning-rate scale 1, ``rng``).
+
+  Training is the solver's: :meth:`fit` (points, geometries, samplers) and
+  :meth:`__call__` (ott's loaders) feed every member the same batches and
+  return a :class:`~ott_enot.PopulationResult`. It trains the
+  :class:`~ott_enot.methods.Population` method; the state (:attr:`state`, a
+  :class:`~ott_enot.methods.PopulationState`) is one pytree: checkpoints save
+  and resume it whole (the latest ones; a "best" checkpoint by ``w_dist`` is
+  not kept, since members are chosen by :class:`~ott_enot.PopulationResult`),
+  and a
+  ``mesh`` replicates every member on every
+  device and splits each batch over them (as for one model; it keeps all
+  members in step on one batch and needs no member count that divides the
+  devices). Training stops with :class:`~ott_enot.TrainingDivergedError`
+  only when every member has diverged.
+
+  Args:
+    dim_data: Dimension of the data.
+    args: The other positional arguments of :class:`~ott_enot.ENOTSolver`.
+    members: A list of dicts with keys from :data:`MEMBER_KEYS`: ``seed``
+      (the networks' initialisation, ``jax.random.key(seed)`` as a solver's
+      ``rng``), ``expectile`` (:math:`\\tau`), ``expectile_loss_coef``
+      (:math:`\\lambda`), ``learning_rate`` (the default optimiser's peak
+      learning rate) or ``learning_rate_scale`` (a factor on the updates of
+      any optimiser). :func:`grid` builds every combination.
+    max_memory_bytes: Refuse populations whose states
+      (:func:`memory_estimate`) need more; default: the device's memory
+      limit, or the host's RAM on the CPU.
+    kwargs: The other keyword arguments of :class:`~ott_enot.ENOTSolver`.
+
+  Raises:
+    TypeError, ValueError: for bad members (none, unknown keys, values out
+      of range, ``learning_rate`` with a user optimiser), a population too
+      large for the memory, or the solver's own bad arguments; before
+      anything compiles.
+  """
+
+  def __init__(self, dim_data: int, *args: Any,
+               members: Sequence[Mapping[str, Any]],
+               max_memory_bytes: Optional[int] = None, **kwargs: Any):
+    config = enot_face.configure((dim_data,) + args, kwargs)
+    self.enot = config.method
+    self.default_optimizers = config.default_optimizers
+    self.max_memory_bytes = max_memory_bytes
+    self.members = _check_members(
+        members,
+        {"expectile": self.enot.expectile,
+         "expectile_loss_coef": self.enot.expectile_loss_coef,
+         "learning_rate_scale": 1.0},
+        config.default_optimizers,
+    )
+    method = Population(self.enot, tuple(self.members))
+    self._check_memory(jax.eval_shape(method.member_init, config.rng))
+    super().__init__(method, method.init(config.rng), **config.run)
+
+  def _check_memory(self, member_state: Any) -> None:
+    need = memory_estimate(member_state, len(self.members))
+    have = (self.max_memory_bytes if self.max_memory_bytes is not None
+            else _available_memory())
+    if have is not None and need > have:
+      raise ValueError(
+          f"A population of {len(self.members)} members needs about "
+          f"{need / 2**20:.3g} MiB for its states (parameters, optimiser "
+          f"states, gradients), more than the {have / 2**20:.3g} MiB "
+          f"available: train fewer members at a time, or smaller networks."
+      )
+
+  @property
+  def size(self) -> int:
+    """The number of members."""
+    return len(self.members)
+
+  def output(self, logs: base.Logs) -> PopulationResult:
+    """The trained :class:`~ott_enot.PopulationResult`, logs inside."""
+    return PopulationResult(self.method, self.state, logs, self.valid_freq)
+
+  def member_potentials(
+      self, i: int, state: Optional[PopulationState] = None
+  ) -> ENOTPotentials:
+    """Member ``i``'s potentials (of :attr:`state` by default)."""
+    return self.method.member_potentials(
+        self.state if state is None else state, i)

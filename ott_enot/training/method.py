@@ -1,0 +1,87 @@
+r"""The training method: what the engine trains, declared as a value.
+
+The engine (:mod:`ott_enot.training.loop`) knows a method only through this
+interface, as optax knows an optimiser through ``GradientTransformation``.
+A method is a frozen dataclass (hashable, compared by value where its fields
+are): it is the static configuration of the compiled programs, so equal
+methods share them. ENOT (:class:`ott_enot.methods.ENOT`, one model, with or
+without a condition) and a population of ENOT members
+(:class:`ott_enot.methods.Population`) are methods; a new one plugs into the
+loop, feeds, checkpoints, devices, progress, divergence handling and
+"nothing lost" without a line of the engine changed.
+
+The schedule: step ``k`` of a run runs phase ``k % phases`` of the method
+(ENOT's bidirectional training has two, forward and inverse); a chunk's scan
+is a loop over groups of ``phases`` steps, so the phase is static in the
+compiled program.
+"""
+from typing import Any, Dict, Protocol, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from ott_enot.training.state import TrainState
+
+__all__ = ["TrainingMethod", "Batch"]
+
+#: A batch: ``(x[n, d], y[n, d])``, or ``(x, y, cond[n, k])`` with the rows'
+#: conditions; validation batches of a family have a leading ``[K]`` axis.
+Batch = Tuple[jnp.ndarray, ...]
+
+
+class TrainingMethod(Protocol):
+  """What the engine trains.
+
+  Attributes:
+    phases: How many static phases the schedule cycles through (step ``k``
+      runs phase ``k % phases``).
+    train_log_keys: The keys of ``logs["train_logs"]`` (what
+      :meth:`log_row` returns).
+    valid_log_keys: The keys of ``logs["valid_logs"]`` (a subset of what
+      :meth:`validate` returns).
+    checkpoint_metric: A scalar of :meth:`validate` by whose maximum the
+      checkpointer keeps a "best" checkpoint, or :obj:`None`.
+    divergence_advice: What to try when the method diverges (for the
+      :class:`~ott_enot.TrainingDivergedError` message).
+    data_spec: What its data must be
+      (:class:`~ott_enot.training.inputs.DataSpec`: the dimension, a
+      condition's dimension, the domain, the cost), for
+      :func:`~ott_enot.training.inputs.feed_for`.
+  """
+
+  phases: int
+  train_log_keys: Tuple[str, ...]
+  valid_log_keys: Tuple[str, ...]
+  checkpoint_metric: Any
+  divergence_advice: str
+  data_spec: Any
+
+  def init(self, rng: jax.Array) -> TrainState:
+    """A fresh state (networks initialised from ``rng``) at step 0."""
+
+  def step(self, state: TrainState, batch: Batch, phase: int) -> tuple:
+    """One update of the method (pure): ``(state, metrics)``.
+
+    The engine wraps it in :func:`~ott_enot.training.state.guarded_step`,
+    which applies it or not and keeps ``step`` and ``diverged``: a method
+    never touches them. ``metrics`` is a pytree of scalars (``[members]``)
+    with a ``loss`` field; ``phase`` is static.
+    """
+
+  def params(self, state: TrainState) -> Any:
+    """What validation and results read of a state (the parameters): kept
+    as a snapshot after validation steps inside a chunk, and checked for
+    finiteness after every step."""
+
+  def validate(self, params: Any, batch: Batch) -> Dict[str, jnp.ndarray]:
+    """Validation metrics of ``params`` on one batch (pure)."""
+
+  def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
+    """The row of ``logs["train_logs"]`` for ``step`` (host values)."""
+
+  def describe(self) -> Dict[str, Any]:
+    """A JSON description of what a checkpoint of this method must match
+    (the engine adds the shapes of the state)."""
+
+  def result(self, state: TrainState) -> Any:
+    """What the user gets for a state (potentials, a population's result)."""
