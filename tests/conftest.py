@@ -36,7 +36,7 @@ _LONGEST_FIRST = (
     "test_tutorial.py",
     "test_dropin.py", "test_training.py", "test_checkpoints.py",
     "test_solver.py", "test_sharding.py", "test_population.py",
-    "test_conditional.py", "test_data.py",
+    "test_conditional.py", "test_methods.py", "test_data.py",
 )
 
 

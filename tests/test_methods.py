@@ -91,6 +91,10 @@ class FiniteDual:
     return state.replace(params=params, opt_state=opt_state), Metrics(
         -dual, dual)
 
+  def zero_metrics(self, state):
+    del state
+    return Metrics(jnp.zeros(()), jnp.zeros(()))
+
   def params(self, state):
     return state.params
 

@@ -234,6 +234,12 @@ class ENOT:
     scalars."""
     return _update(self, state, *batch, forward=phase == 0, hyper=hyper)
 
+  def zero_metrics(self, state: ENOTTrainState) -> StepMetrics:
+    """Zeros in :class:`StepMetrics`' fields, shaped as the step counter (a
+    scalar, or ``[members]`` for a population's stacked members)."""
+    zero = jnp.zeros(jnp.shape(state.step), jnp.float32)
+    return StepMetrics(zero, zero, zero, zero)
+
   def params(self, state: ENOTTrainState) -> tuple:
     """``(params_f, params_g)``."""
     return state.params

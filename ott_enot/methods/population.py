@@ -174,6 +174,10 @@ class Population:
     )(state.members, state.hyper)
     return state.replace(members=members), metrics
 
+  def zero_metrics(self, state: PopulationState) -> Any:
+    """The member method's zeros, ``[members]``."""
+    return self.member.zero_metrics(state.members)
+
   def params(self, state: PopulationState) -> tuple:
     """``((params_f, params_g), hyper)``, stacked over the members."""
     return state.params, state.hyper

@@ -244,20 +244,20 @@ def run_chunk(
       lambda p: jnp.broadcast_to(p, (config.snapshots,) + p.shape),
       method.params(state)
   ) if config.snapshots else ()
-  carry = (state, snaps)
-  # metrics of a skipped group: zeros of the shapes a group's step gives
-  zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype),
-                       jax.eval_shape(run_group, carry, 0)[1]
-                      ) if config.skip_masked else None
+  def skip_group(carry, g):
+    del g  # a group with no step to apply: the method's zeros, not computed
+    return carry, jax.tree.map(
+        lambda z: jnp.broadcast_to(z, (group,) + jnp.shape(z)),
+        method.zero_metrics(carry[0]))
 
   def skip_or_run(carry, g):
     start = first + g * group
     # a state of members: its live members share the largest step counter
     live = (start + group - 1 >= jnp.max(carry[0].step)) & (start <= hi)
-    return jax.lax.cond(live, run_group, lambda c, _: (c, zeros), carry, g)
+    return jax.lax.cond(live, run_group, skip_group, carry, g)
 
   (state, snaps), metrics = jax.lax.scan(
-      skip_or_run if config.skip_masked else run_group, carry,
+      skip_or_run if config.skip_masked else run_group, (state, snaps),
       jnp.arange(config.chunk_length // group)
   )
   metrics = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), metrics)

@@ -68,6 +68,11 @@ class TrainingMethod(Protocol):
     with a ``loss`` field; ``phase`` is static.
     """
 
+  def zero_metrics(self, state: TrainState) -> Any:
+    """The metrics of a step that does not run (a masked group of a chunk,
+    skipped on the CPU): zeros of the structure, shapes and dtypes
+    :meth:`step` returns, without computing a step."""
+
   def params(self, state: TrainState) -> Any:
     """What validation and results read of a state (the parameters): kept
     as a snapshot after validation steps inside a chunk, and checked for

@@ -119,6 +119,8 @@ def all_finite(loss: jnp.ndarray, params: Params) -> jnp.ndarray:
 
 def _expand(flag: jnp.ndarray, leaf: jnp.ndarray) -> jnp.ndarray:
   """``flag`` ``[members]`` (or a scalar) broadcastable against ``leaf``."""
+  if not flag.ndim:
+    return flag  # a scalar broadcasts as it is (no op per leaf to compile)
   return flag.reshape(flag.shape + (1,) * (jnp.ndim(leaf) - flag.ndim))
 
 
