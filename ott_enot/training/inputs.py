@@ -191,6 +191,7 @@ def _check_stream(stream: Any, spec: DataSpec) -> None:
         f"The data have {got}, but the solver was built with {want}."
     )
   stream.check_domain(spec.domain)
+  # stacklevel: this function, feed_for, the face's fit, the user's call
   if isinstance(stream, ConditionalStream) and not all(
       stream.trained) and is_one_hot(np.asarray(stream.vectors)):
     warnings.warn(
@@ -199,7 +200,7 @@ def _check_stream(stream: Any, spec: DataSpec) -> None:
         "training row, so nothing learned carries over to it and its map "
         "is not a prediction. To generalise to unseen conditions, give "
         "vectors that describe them (`conditions={label: [dose, time, "
-        "...]}` or an embedding).", UserWarning, stacklevel=5
+        "...]}` or an embedding).", UserWarning, stacklevel=4
     )
 
 
