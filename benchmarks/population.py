@@ -23,8 +23,10 @@ Wasserstein-2 benchmark's pair in dimension D, ``../shared/w2bench`` or
 ``benchmarks/w2bench``).
 
 ``speed``: a population of N members against N separate solvers with the
-same settings, trained one after the other in the same process (each
-separate solver compiles its own program, as N users' runs would), whole
+same settings, trained one after the other in the same process (a sweep
+written as a Python loop: separate solvers of equal settings share their
+programs, so the loop compiles one program per distinct (tau, lambda, lr),
+at most 8; the seeds differ only in the state), whole
 runs with compile included, then the same population trained again (its
 program compiled: steady state). Model-steps/s = members x steps / seconds.
 """

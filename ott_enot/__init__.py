@@ -81,10 +81,12 @@ from ott_enot.solvers import (
     default_optimizer,
 )
 from ott_enot.training import (
+    OptaxCall,
     ProcessFailedError,
     TrainingDivergedError,
     TrainingMethod,
     batch_mesh,
+    optax_call,
 )
 
 __version__ = "0.1.0"
@@ -106,6 +108,8 @@ __all__ = [
     "PointCloudStream",
     "batch_mesh",
     "default_optimizer",
+    "OptaxCall",
+    "optax_call",
     "SphereGeodesic",
     "SphereGeodesicSq",
     "get_cost",

@@ -2,8 +2,11 @@
 
 One function per kind of input; every error names the argument and says how
 to fix it. :func:`check_points` is the one check of points, wherever they
-come from (arrays, loaders, samplers, the potentials' inputs).
+come from (arrays, loaders, samplers, the potentials' inputs). And
+:func:`static_key`: how a user's object in a compiled program's static
+configuration is compared (by value where it can be, else by identity).
 """
+import dataclasses
 import math
 import numbers
 import os
@@ -26,12 +29,60 @@ __all__ = [
     "check_on_sphere",
     "check_sampler",
     "check_conditions",
+    "Identity",
+    "static_key",
 ]
 
 #: Where points can live: :math:`R^d`, or the unit sphere of :math:`R^d`.
 DOMAINS: Tuple[str, ...] = ("euclidean", "sphere")
 #: Largest :math:`|\,\|x\| - 1|` accepted for a point on the unit sphere.
 SPHERE_ATOL: float = 1e-4
+
+
+class Identity:
+  """Wraps a value so that it compares and hashes by identity."""
+
+  __slots__ = ("value",)
+
+  def __init__(self, value: Any):
+    self.value = value
+
+  def __hash__(self) -> int:
+    return id(self.value)
+
+  def __eq__(self, other: Any) -> bool:
+    return isinstance(other, Identity) and other.value is self.value
+
+  def __repr__(self) -> str:
+    return f"Identity({type(self.value).__name__} at {id(self.value):#x})"
+
+
+def static_key(value: Any) -> Any:
+  """What ``value`` compares by in a static configuration.
+
+  The value itself where it is hashable (a flax module of hashable
+  attributes compares by its attributes). Else, so that equal settings
+  still compare equal: a list, tuple or dict as its type and the keys of
+  its items; a dataclass (a flax module with a list attribute, as ott's
+  ``MLP(dim_hidden=[64, 1])``) as its type and the keys of its compared
+  fields; anything else (an array) as its :class:`Identity`.
+  """
+  try:
+    hash(value)
+    return value
+  except TypeError:
+    pass
+  if isinstance(value, (list, tuple)):
+    return (type(value), tuple(static_key(v) for v in value))
+  if isinstance(value, dict):
+    return (dict, tuple(sorted(
+        ((static_key(k), static_key(v)) for k, v in value.items()),
+        key=repr)))
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return (type(value), tuple(
+        (f.name, static_key(getattr(value, f.name)))
+        for f in dataclasses.fields(value) if f.compare))
+  return Identity(value)
 
 
 def check_positive_int(

@@ -85,8 +85,8 @@ for name in ("none", "two"):
   s = solver(meshes[name])
   out["iter"][name] = report(s, *s(*stream.loaders(jax.random.key(5))))
 out["validation_traced_by"] = sorted(
-    thread for fun, thread in traced
-    if fun in ("validate", "_valid_batch"))
+    [fun, thread] for fun, thread in traced
+    if fun in ("validate", "validation_reference", "_valid_batch"))
 
 # the placed batches of the iterator path: [W, n, d] with n split
 feed = feeds.IteratorFeed(stream.loaders(jax.random.key(5)), D)
@@ -265,12 +265,18 @@ def test_training_actually_moved(report):
 
 def test_validation_programs_compile_in_the_background_on_meshes(report):
   # five runs with validation (fit: no mesh, 1 and 2 devices; iterators: no
-  # mesh, 2 devices), each a new config: five validation programs; the
-  # stream's validation sampler for the unplaced and the two placed sources
-  # (mesh sharding is part of the key). Ahead-of-time compilation matched
-  # the later calls' keys, or the main thread would have traced them again.
+  # mesh, 2 devices); runs on the same mesh share their validation programs
+  # (equal settings compare by value; the feed does not enter them): three
+  # validation programs and three run references, and the stream's
+  # validation sampler for the unplaced and the two placed sources (mesh
+  # sharding is part of the key). Ahead-of-time compilation matched the
+  # later calls' keys, or the main thread would have traced them again.
   traced_by = report["validation_traced_by"]
-  assert traced_by == ["ott_enot-compile-validation"] * 8, traced_by
+  assert {thread for _, thread in traced_by} == {
+      "ott_enot-compile-validation"}, traced_by
+  names = [fun for fun, _ in traced_by]
+  assert sorted(names) == sorted(
+      ["validate", "validation_reference", "_valid_batch"] * 3), traced_by
 
 
 def test_iterator_batches_are_placed_split(report):

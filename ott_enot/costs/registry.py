@@ -40,7 +40,12 @@ Any other ott :class:`~ott.geometry.costs.TICost` with ``h_legendre`` (e.g.
 """
 import dataclasses
 import types
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import (
+    Any, Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple,
+)
+
+import jax
+import numpy as np
 
 from ott.geometry import costs
 
@@ -61,6 +66,7 @@ __all__ = [
     "available_costs",
     "cost_entry",
     "canonical_cost",
+    "cost_key",
     "domain_of",
     "supported_parameterisations",
     "default_parameterisation",
@@ -82,6 +88,32 @@ def canonical_cost(cost_fn: costs.CostFn) -> costs.CostFn:
   for ott's :class:`~ott.geometry.costs.Euclidean`, else ``cost_fn``."""
   fixed = _FIXED.get(type(cost_fn))
   return cost_fn if fixed is None else fixed()
+
+
+def cost_key(cost_fn: costs.CostFn) -> Hashable:
+  """A cost as a hashable value: its class, pytree structure and parameters.
+
+  ott's costs compare by identity (``PNormP(1.5) != PNormP(1.5)``); keyed by
+  this, equal costs give equal static configurations and share compiled
+  programs. A cost that is not a pytree of concrete arrays (an unregistered
+  subclass, traced parameters) is keyed by identity.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten(cost_fn)
+  if any(leaf is cost_fn or isinstance(leaf, jax.core.Tracer)
+         for leaf in leaves):
+    return checks.Identity(cost_fn)
+  values = []
+  for leaf in leaves:
+    a = np.asarray(leaf)
+    if a.dtype == object:
+      return checks.Identity(cost_fn)
+    values.append((a.dtype.str, a.shape, a.tobytes()))
+  key = (type(cost_fn), treedef, tuple(values))
+  try:
+    hash(key)  # the treedef holds the cost's aux data
+  except TypeError:
+    return checks.Identity(cost_fn)
+  return key
 
 
 def claimed_properties(

@@ -9,7 +9,10 @@ imports ott and JAX). Files: :mod:`~ott_enot.evaluation.metrics`,
 from ott_enot.evaluation import metrics, w2bench
 from ott_enot.evaluation.metrics import (
     EPSILON,
+    FitReference,
     fit_and_floor,
+    fit_at,
+    fit_reference,
     l2_uv,
     sinkhorn_divergence,
 )
@@ -20,6 +23,9 @@ __all__ = [
     "w2bench",
     "EPSILON",
     "fit_and_floor",
+    "FitReference",
+    "fit_reference",
+    "fit_at",
     "l2_uv",
     "sinkhorn_divergence",
     "W2Pair",

@@ -7,7 +7,7 @@ independent target samples are from each other (the *resampling floor*):
 :func:`sinkhorn_divergence`, :func:`fit_and_floor`. A map that collapses or
 strands mass is many times the floor; a good one is within a few times.
 """
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,15 @@ import jax.numpy as jnp
 from ott.geometry import pointcloud
 from ott.tools import sinkhorn_divergence as ott_divergence
 
-__all__ = ["l2_uv", "sinkhorn_divergence", "fit_and_floor", "EPSILON"]
+__all__ = [
+    "l2_uv",
+    "sinkhorn_divergence",
+    "fit_and_floor",
+    "FitReference",
+    "fit_reference",
+    "fit_at",
+    "EPSILON",
+]
 
 #: The entropic regularisation of :func:`sinkhorn_divergence`, relative to
 #: the mean squared distance of the two point sets.
@@ -89,6 +97,82 @@ def sinkhorn_divergence(
   return div
 
 
+class FitReference(NamedTuple):
+  r"""What the fit of any map needs of a target sample alone (computed once
+  per run by validation).
+
+  Attributes:
+    epsilon: Scalar :math:`\varepsilon` (absolute): :data:`EPSILON` times
+      the mean cost between the halves :math:`y_1, y_2` of the target
+      sample, the blur of the floor and of every fit (the target's own
+      scale, so that fits at different validations, and of different maps,
+      are measured at one blur).
+    floor: :math:`S_\varepsilon(y_2, y_1)`, the resampling floor.
+  """
+  epsilon: jnp.ndarray
+  floor: jnp.ndarray
+
+
+def _halves(target: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  half = target.shape[0] // 2
+  return target[:half], target[half:2 * half]
+
+
+def _divergence(a: jnp.ndarray, b: jnp.ndarray,
+                epsilon: jnp.ndarray) -> jnp.ndarray:
+  div, _ = ott_divergence.sinkhorn_divergence(
+      pointcloud.PointCloud, a, b, epsilon=epsilon)
+  return div
+
+
+def fit_reference(target: jnp.ndarray) -> FitReference:
+  r"""The blur and the resampling floor of a held-out target sample.
+
+  .. math::
+
+    \varepsilon = 10^{-2} \cdot \overline{\|y_{2,i} - y_{1,j}\|^2},
+    \qquad \text{floor} = S_\varepsilon(y_2, y_1)
+
+  with :math:`y_1, y_2` the halves of the sample (three Sinkhorn solves).
+  Jittable.
+
+  Args:
+    target: Held-out target points ``[m, d]`` (``m >= 2``).
+
+  Returns:
+    A :class:`FitReference` of scalars.
+  """
+  first, second = _halves(target)
+  epsilon = pointcloud.PointCloud(
+      second, first, epsilon=EPSILON, relative_epsilon="mean").epsilon
+  return FitReference(epsilon, _divergence(second, first, epsilon))
+
+
+def fit_at(mapped: jnp.ndarray, target: jnp.ndarray,
+           epsilon: jnp.ndarray) -> jnp.ndarray:
+  r"""How well mapped points fit a target sample, at a given blur.
+
+  .. math::
+
+    \text{fit} = S_\varepsilon(T(x)_1, y_1)
+
+  with :math:`y_1` the first half of the target sample and :math:`T(x)_1` as
+  many mapped points (three Sinkhorn solves per map). Jittable.
+
+  Args:
+    mapped: :math:`T(x_i)`, ``[n, d]``, or ``[members, n, d]``; ``n`` at
+      least half of ``m``.
+    target: Held-out target points ``[m, d]``, independent of the ``x_i``.
+    epsilon: :math:`\varepsilon`, a :class:`FitReference`'s.
+
+  Returns:
+    Scalar, or ``[members]``; in squared units of the coordinates.
+  """
+  first, _ = _halves(target)
+  fit_one = lambda m: _divergence(m[:first.shape[0]], first, epsilon)
+  return fit_one(mapped) if mapped.ndim == 2 else jax.vmap(fit_one)(mapped)
+
+
 @jax.jit
 def fit_and_floor(
     mapped: jnp.ndarray, target: jnp.ndarray
@@ -103,10 +187,12 @@ def fit_and_floor(
     \text{fit} = S_\varepsilon(T(x)_1, y_1), \qquad
     \text{floor} = S_\varepsilon(y_2, y_1)
 
-  (:func:`sinkhorn_divergence`): the floor is what two independent samples
+  (the debiased Sinkhorn divergence, :func:`sinkhorn_divergence`'s, at one
+  :math:`\varepsilon`: :data:`EPSILON` times the mean cost between the
+  halves, :func:`fit_reference`): the floor is what two independent samples
   of the target of that size score, so ``fit / floor`` near 1 means that
-  :math:`T_\#\alpha` cannot be told from :math:`\beta` at this sample size.
-  Jitted once per shape.
+  :math:`T_\#\alpha` cannot be told from :math:`\beta` at this sample
+  size. Jitted once per shape.
 
   Args:
     mapped: :math:`T(x_i)`, ``[n, d]``, ``x_i`` held out from training; or
@@ -118,9 +204,5 @@ def fit_and_floor(
     ``(fit, floor)``: scalars, or ``fit`` of shape ``[members]`` and the one
     ``floor``.
   """
-  half = target.shape[0] // 2
-  first, second = target[:half], target[half:2 * half]
-  fit_one = lambda m: sinkhorn_divergence(m[:half], first)
-  fit = fit_one(mapped) if mapped.ndim == 2 else jax.vmap(fit_one)(mapped)
-  floor = sinkhorn_divergence(second, first)
-  return fit, floor
+  reference = fit_reference(target)
+  return fit_at(mapped, target, reference.epsilon), reference.floor

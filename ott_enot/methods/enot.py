@@ -244,15 +244,24 @@ class ENOT:
     """``(params_f, params_g)``."""
     return state.params
 
+  def validation_reference(
+      self, batch: Tuple[jnp.ndarray, ...]) -> metrics_lib.FitReference:
+    """The blur and the resampling floor of the target sample
+    (:func:`ott_enot.evaluation.metrics.fit_reference`), computed once per
+    run."""
+    return metrics_lib.fit_reference(batch[1])
+
   def validate(self, params: tuple, batch: Tuple[jnp.ndarray, ...],
+               reference: metrics_lib.FitReference,
                hyper: Optional[Hyperparameters] = None) -> dict:
-    """:class:`ValidationMetrics`' fields, and ``fit`` and ``floor``
-    (:func:`ott_enot.evaluation.metrics.fit_and_floor`) of the mapped
-    points beside the target batch."""
+    """:class:`ValidationMetrics`' fields, ``fit`` of the mapped points
+    beside the target batch at the reference's blur
+    (:func:`ott_enot.evaluation.metrics.fit_at`) and the reference's
+    ``floor``."""
     metrics, mapped = validation_metrics(*params, *batch, method=self,
                                          hyper=hyper)
-    fit, floor = metrics_lib.fit_and_floor(mapped, batch[1])
-    return dict(metrics._asdict(), fit=fit, floor=floor)
+    fit = metrics_lib.fit_at(mapped, batch[1], reference.epsilon)
+    return dict(metrics._asdict(), fit=fit, floor=reference.floor)
 
   def log_row(self, step: int, metrics: StepMetrics) -> Dict[str, Any]:
     """``loss_f``, ``loss_g``, ``w_dist`` and the step's direction."""

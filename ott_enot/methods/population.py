@@ -182,7 +182,13 @@ class Population:
     """``((params_f, params_g), hyper)``, stacked over the members."""
     return state.params, state.hyper
 
-  def validate(self, params: tuple, batch: Tuple[jnp.ndarray, ...]) -> dict:
+  def validation_reference(
+      self, batch: Tuple[jnp.ndarray, ...]) -> metrics_lib.FitReference:
+    """The member method's: one blur and floor for every member."""
+    return self.member.validation_reference(batch)
+
+  def validate(self, params: tuple, batch: Tuple[jnp.ndarray, ...],
+               reference: metrics_lib.FitReference) -> dict:
     """Every member's validation metrics ``[members]``; ``floor`` is one
     number (it depends on the target batch only)."""
     (params_fg, hyper), y = params, batch[1]
@@ -190,8 +196,8 @@ class Population:
         lambda p, h: validation_metrics(*p, *batch, method=self.member,
                                         hyper=h)
     )(params_fg, hyper)
-    fit, floor = metrics_lib.fit_and_floor(mapped, y)
-    return dict(metrics._asdict(), fit=fit, floor=floor)
+    fit = metrics_lib.fit_at(mapped, y, reference.epsilon)
+    return dict(metrics._asdict(), fit=fit, floor=reference.floor)
 
   def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
     """The member method's row, every value a list over the members."""

@@ -117,7 +117,7 @@ def default_network(out: int, conditioning: str = "concat") -> nn.Module:
   """The network used when none is given, with ``out`` outputs per point:
   ott's ELU MLP with hidden sizes ``[128] * 4``, or for FiLM conditioning
   :class:`ConditionalMLP` of the same sizes. The one place that decides."""
-  sizes = list(DEFAULT_HIDDEN) + [int(out)]
+  sizes = tuple(DEFAULT_HIDDEN) + (int(out),)  # a tuple: hashable, by value
   if conditioning == "film":
     return ConditionalMLP(dim_hidden=sizes)
   return ott_potentials.MLP(dim_hidden=sizes, act_fn=jax.nn.elu)

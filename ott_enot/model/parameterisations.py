@@ -33,11 +33,13 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flax import linen as nn
 from ott.geometry import costs
 from ott.neural.networks import potentials as ott_potentials
 
+from ott_enot import checks
 from ott_enot import costs as costs_lib
 from ott_enot.model.networks import NetworkInputs
 from ott_enot.training import checkpoints
@@ -61,9 +63,14 @@ Params = Any
 class TransportModel:
   r"""Maps and potentials of ENOT as pure functions of the parameters.
 
-  Static (compared and hashed by identity), so it can sit in the static part
-  of a pytree and be closed over by jitted functions. Build one with
-  :func:`transport_model`; the class is the parameterisation.
+  Static, compared and hashed by value (its class, the cost's
+  :func:`~ott_enot.costs.cost_key`, the networks as flax compares them, the
+  dimensions, the conditioning and a bound condition's values), so it can
+  sit in the static part of a pytree, and two models of equal settings
+  share their compiled programs; a network with unhashable attributes (a
+  list) is compared by identity (:func:`~ott_enot.checks.static_key`).
+  Build one with :func:`transport_model`; the class is the
+  parameterisation.
 
   Args:
     cost_fn: The ott cost :math:`c` (the user's: maps are judged with it).
@@ -120,6 +127,25 @@ class TransportModel:
     return True if bidirectional is None else bool(bidirectional)
 
   # ---- common to every parameterisation ----
+
+  @functools.cached_property
+  def _key(self) -> tuple:
+    cond = self.cond
+    if cond is not None:
+      if isinstance(cond, jax.core.Tracer):
+        cond = checks.Identity(cond)
+      else:
+        cond = np.asarray(cond)
+        cond = (cond.dtype.str, cond.shape, cond.tobytes())
+    return (type(self), costs_lib.cost_key(self.cost_fn),
+            checks.static_key(self.neural_f), checks.static_key(self.neural_g),
+            int(self.dim), int(self.dim_cond), str(self.conditioning), cond)
+
+  def __eq__(self, other: Any) -> bool:
+    return type(other) is type(self) and other._key == self._key
+
+  def __hash__(self) -> int:
+    return hash(self._key)
 
   @functools.cached_property
   def training_cost_fn(self) -> costs.CostFn:

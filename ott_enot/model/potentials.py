@@ -70,7 +70,8 @@ def _checkpoint_params(like: Dict[str, Params], directory: Any, kind: str,
 
 
 class _Static:
-  """Wraps a value for the static part of a pytree; hashed by identity."""
+  """Wraps a value for the static part of a pytree; hashed by identity (the
+  conjugate solver, a table of conditions)."""
 
   def __init__(self, value: Any):
     self.value = value
@@ -359,14 +360,15 @@ class ENOTPotentials(ott_potentials.DualPotentials):
   # ---- pytree ----
 
   def tree_flatten(self):  # noqa: D102
+    # the model compares by value: potentials of equal models share programs
     return (self.params_f, self.params_g), (
-        _Static(self.model), _Static(self.conjugate_solver)
+        self.model, _Static(self.conjugate_solver)
     )
 
   @classmethod
   def tree_unflatten(cls, aux_data, children):  # noqa: D102
     model, solver = aux_data
-    return cls(*children, model.value, solver.value)
+    return cls(*children, model, solver.value)
 
 
 @jtu.register_pytree_node_class
@@ -580,14 +582,13 @@ class ConditionalPotentials:
 
   def tree_flatten(self):  # noqa: D102
     return (self.params_f, self.params_g), (
-        _Static(self.model), _Static(self.conjugate_solver),
-        _Static(self.table)
+        self.model, _Static(self.conjugate_solver), _Static(self.table)
     )
 
   @classmethod
   def tree_unflatten(cls, aux_data, children):  # noqa: D102
-    model, solver, table = (a.value for a in aux_data)
-    return cls(*children, model, solver, table)
+    model, solver, table = aux_data
+    return cls(*children, model, solver.value, table.value)
 
 
 def _hashable(value: Any) -> bool:

@@ -114,7 +114,8 @@ class Solver:
 
     Returns:
       The checkpoint's metadata: ``step`` (the last step it had done),
-      ``logs``, ``num_validations``, the metric (for the best).
+      ``logs``, ``num_validations``, ``validation_reference``, the metric
+      (for the best).
 
     Raises:
       ~ott_enot.training.checkpoints.CheckpointError: if there is none, or it was
@@ -168,10 +169,11 @@ class Solver:
         :func:`~ott_enot.training.loop.train` raises. Whatever raises, the
         solver keeps the state after the last completed chunk.
     """
-    start, logs = 0, None
+    start, logs, reference = 0, None, None
     if resume:
       meta = self.restore("latest")
       start, logs = meta["step"] + 1, meta["logs"]
+      reference = meta.get("validation_reference")
     elif self.checkpoint_dir is not None:
       earlier = checkpoints.checkpoint_steps(self.checkpoint_dir)
       if earlier:
@@ -190,7 +192,7 @@ class Solver:
           num_train_iters=self.num_train_iters, log_freq=self.log_freq,
           valid_freq=self.valid_freq, callback=callback,
           progress_bar=self.progress_bar, start=start, logs=logs,
-          checkpointer=ckpt,
+          checkpointer=ckpt, validation_reference=reference,
       )
     except sharding.ProcessFailedError:
       peers_lost = True  # pending writes wait for the lost process: drop them

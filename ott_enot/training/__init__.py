@@ -13,7 +13,9 @@ Files:
   samplers and streams on the device);
 - :mod:`~ott_enot.training.inputs`: what a solver was given -> a feed;
 - :mod:`~ott_enot.training.sharding`: devices and processes;
-- :mod:`~ott_enot.training.checkpoints`: orbax checkpoints, resume.
+- :mod:`~ott_enot.training.checkpoints`: orbax checkpoints, resume;
+- :mod:`~ott_enot.training.optimizers`: optax optimisers as hashable values
+  (equal settings, shared programs).
 """
 from ott_enot.training import (
     checkpoints,
@@ -21,12 +23,14 @@ from ott_enot.training import (
     inputs,
     loop,
     method,
+    optimizers,
     sharding,
     state,
 )
 from ott_enot.training.inputs import DataSpec, Loaders, feed_for
 from ott_enot.training.loop import LoopConfig, chunk_programs_compiled, train
 from ott_enot.training.method import TrainingMethod
+from ott_enot.training.optimizers import OptaxCall, optax_call
 from ott_enot.training.sharding import (
     DataParallel,
     ProcessFailedError,
@@ -56,11 +60,14 @@ __all__ = [
     "DataParallel",
     "ProcessFailedError",
     "batch_mesh",
+    "OptaxCall",
+    "optax_call",
     "checkpoints",
     "feeds",
     "inputs",
     "loop",
     "method",
+    "optimizers",
     "sharding",
     "state",
 ]

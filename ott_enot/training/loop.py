@@ -57,6 +57,7 @@ __all__ = [
     "Chunk",
     "plan_chunks",
     "run_chunk",
+    "validation_reference",
     "validate",
     "StateCell",
     "new_logs",
@@ -279,7 +280,17 @@ def chunk_programs_compiled() -> int:
   return _traces[0]
 
 
-def validate(params: Any, batch: Tuple[jnp.ndarray, ...], *,
+def validation_reference(batch: Tuple[jnp.ndarray, ...], *,
+                         method: TrainingMethod, grouped: bool = False) -> Any:
+  """The method's :meth:`~ott_enot.training.method.TrainingMethod.
+  validation_reference` of a validation batch (pure); with ``grouped``, one
+  per group (a leading ``[K]`` axis)."""
+  if grouped:
+    return jax.vmap(lambda *b: method.validation_reference(b))(*batch)
+  return method.validation_reference(batch)
+
+
+def validate(params: Any, batch: Tuple[jnp.ndarray, ...], reference: Any, *,
              method: TrainingMethod, grouped: bool = False) -> dict:
   """The method's validation metrics of ``params`` on a batch (pure).
 
@@ -289,6 +300,7 @@ def validate(params: Any, batch: Tuple[jnp.ndarray, ...], *,
     batch: A validation batch, ``(x[n, d], y[n, d])`` or ``(x, y,
       cond[n, k])``; with ``grouped``, one batch per condition of a family,
       every array with a leading ``[K]`` axis.
+    reference: The run's :func:`validation_reference`.
     method: The static method.
     grouped: Validate each group (condition) of the batch on its own.
 
@@ -297,10 +309,13 @@ def validate(params: Any, batch: Tuple[jnp.ndarray, ...], *,
     ``[K]`` axis.
   """
   if grouped:
-    return jax.vmap(lambda *b: method.validate(params, b))(*batch)
-  return method.validate(params, batch)
+    return jax.vmap(lambda r, *b: method.validate(params, b, r))(
+        reference, *batch)
+  return method.validate(params, batch, reference)
 
 
+_validation_reference = jax.jit(validation_reference,
+                                static_argnames=("method", "grouped"))
 _validate = jax.jit(validate, static_argnames=("method", "grouped"))
 
 
@@ -418,18 +433,24 @@ class _Validation:
   """Validation at ott's steps (``k != 0``, ``k % valid_freq == 0``) on the
   parameters after step ``k``, with the feed's validation batches.
 
-  Owns the count of validation batches used and the background compilation
-  of the validation program; as a context manager it makes sure that no
+  Owns the count of validation batches used, the run's validation
+  reference (the method's :meth:`~ott_enot.training.method.TrainingMethod.
+  validation_reference` of the run's first validation batch: computed once,
+  or restored from a checkpoint) and the background compilation of the
+  validation programs; as a context manager it makes sure that no
   compilation outlives the run.
   """
 
   def __init__(self, feed: Feed, config: LoopConfig, valid_freq: int,
-               num_train_iters: int, start: int):
+               num_train_iters: int, start: int,
+               reference: Optional[List[Any]] = None):
     self.feed, self.config, self.freq = feed, config, valid_freq
     self.method = config.method
     self.groups = feed.validation_groups
     self.enabled = num_train_iters > valid_freq
     self.count = max(start - 1, 0) // valid_freq  # validations before start
+    self.restored = reference  # a checkpoint's: leaves as lists
+    self.reference = None
     self._compiling: Optional[threading.Thread] = None
 
   def __enter__(self) -> "_Validation":
@@ -438,6 +459,10 @@ class _Validation:
   def __exit__(self, *exc) -> None:
     if self._compiling is not None:
       self._compiling.join()
+
+  @property
+  def _grouped(self) -> bool:
+    return self.groups is not None
 
   def inner_steps(self, chunk: Chunk) -> List[int]:
     """The validation steps strictly inside a chunk (need snapshots)."""
@@ -450,9 +475,35 @@ class _Validation:
     slots[:len(inner)] = inner
     return slots
 
-  def _run(self, params: Any, batch: Any) -> Dict[str, Any]:
-    return _validate(params, batch, method=self.method,
-                     grouped=self.groups is not None)
+  def _abstract_reference(self, batch: Any) -> Any:
+    # the jitted function's: one trace, shared with its compilation
+    return _validation_reference.eval_shape(
+        batch, method=self.method, grouped=self._grouped)
+
+  def _reference_of(self, batch: Any) -> Any:
+    """The run's reference: restored, or computed on this batch."""
+    if self.reference is None:
+      if self.restored is None:
+        self.reference = _validation_reference(
+            batch, method=self.method, grouped=self._grouped)
+      else:
+        like = self._abstract_reference(batch)
+        leaves, treedef = jax.tree.flatten(like)
+        if len(leaves) != len(self.restored):
+          raise ValueError(
+              "The checkpoint's validation reference does not match the "
+              "method's (another method or version wrote it).")
+        self.reference = self.config.parallel.replicate(jax.tree.unflatten(
+            treedef, [np.asarray(v, a.dtype).reshape(a.shape)
+                      for v, a in zip(self.restored, leaves)]))
+    return self.reference
+
+  def saved_reference(self) -> Optional[List[Any]]:
+    """The reference as JSON values (for the checkpoints' metadata)."""
+    if self.reference is None:
+      return self.restored
+    return [np.asarray(a).tolist()
+            for a in jax.tree.leaves(jax.device_get(self.reference))]
 
   def compile_in_background(self, state: TrainState) -> None:
     """Compile the validation programs on a background thread (once).
@@ -471,8 +522,12 @@ class _Validation:
     def compile_all():
       try:
         batch = self.feed.abstract_valid_batch(self.config.parallel)
-        _validate.lower(params, batch, method=self.method,
-                        grouped=self.groups is not None).compile()
+        kw = dict(method=self.method, grouped=self._grouped)
+        traced = _validation_reference.trace(batch, **kw)
+        if self.restored is None:
+          traced.lower().compile()
+        reference = self.config.parallel.replicated_like(traced.out_info)
+        _validate.lower(params, batch, reference, **kw).compile()
       except Exception:  # pylint: disable=broad-except
         pass
 
@@ -499,8 +554,10 @@ class _Validation:
         self._compiling.join()
       batch = self.feed.valid_batch(self.count)
       self.count += 1
-      row = jax.device_get(self._run(params, batch))
-      if self.groups is not None:
+      row = jax.device_get(_validate(
+          params, batch, self._reference_of(batch), method=self.method,
+          grouped=self._grouped))
+      if self._grouped:
         row = _per_condition(logs, self.groups, row)
       for key, values in logs["valid_logs"].items():
         values.append(_value(row[key]))
@@ -563,6 +620,7 @@ def train(
     start: int = 0,
     logs: Optional[Logs] = None,
     checkpointer: Optional[Any] = None,
+    validation_reference: Optional[List[Any]] = None,
 ) -> Logs:
   """Run steps ``start, ..., num_train_iters - 1`` of the config's method in
   chunks, ott's schedule.
@@ -590,6 +648,10 @@ def train(
     logs: The logs of the steps before ``start``, extended in place.
     checkpointer: Optional :class:`~ott_enot.training.checkpoints.Checkpointer`,
       told about every chunk (it decides what to write) before the callback.
+    validation_reference: A resumed run's validation reference (the
+      checkpoint's ``validation_reference``: leaves as lists), so that it
+      validates as the uninterrupted run; default: computed on the run's
+      first validation batch.
 
   Returns:
     The logs, laid out as ott's.
@@ -607,7 +669,8 @@ def train(
                        start)
   if not chunks:
     return logs
-  validation = _Validation(feed, config, valid_freq, num_train_iters, start)
+  validation = _Validation(feed, config, valid_freq, num_train_iters, start,
+                           validation_reference)
   feed.prepare(config.parallel, validation=validation.enabled)
   cell.state = _restart(config.parallel.replicate(cell.state), start)
   with _Progress(num_train_iters, start, progress_bar) as progress, \
@@ -640,7 +703,8 @@ def train(
         checkpointer.after_chunk(
             chunk.lo, chunk.hi, kept, final=chunk.hi == num_train_iters - 1,
             score=score,
-            meta={"logs": logs, "num_validations": validation.count},
+            meta={"logs": logs, "num_validations": validation.count,
+                  "validation_reference": validation.saved_reference()},
         )
       if callback is not None:
         callback(chunk.hi, method.result(kept()))

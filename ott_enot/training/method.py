@@ -78,8 +78,19 @@ class TrainingMethod(Protocol):
     as a snapshot after validation steps inside a chunk, and checked for
     finiteness after every step."""
 
-  def validate(self, params: Any, batch: Batch) -> Dict[str, jnp.ndarray]:
-    """Validation metrics of ``params`` on one batch (pure)."""
+  def validation_reference(self, batch: Batch) -> Any:
+    """What validation needs of the validation data alone (pure): a pytree
+    of arrays the engine computes once per run, on the run's first
+    validation batch, keeps in the checkpoints (so that a resumed run
+    validates as an uninterrupted one) and passes to every
+    :meth:`validate` (ENOT: the blur and the resampling floor of the
+    target sample, :class:`~ott_enot.evaluation.metrics.FitReference`);
+    ``()`` when there is nothing."""
+
+  def validate(self, params: Any, batch: Batch,
+               reference: Any) -> Dict[str, jnp.ndarray]:
+    """Validation metrics of ``params`` on one batch (pure), with the run's
+    :meth:`validation_reference`."""
 
   def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
     """The row of ``logs["train_logs"]`` for ``step`` (host values)."""
