@@ -10,9 +10,9 @@ Problems and targets (``--problems``):
 - ``gauss16``: two random Gaussians in d = 16 (ott's ``Gaussian.from_random``
   with keys 0 and 1, as ``benchmarks/quality.py``), forward L2-UV <= 1 %
   against the closed-form Monge map, on 4,096 fixed held-out points;
-- ``mixtures``: ott's 2-D ``square_five`` -> ``square_four``, fit <= 2x the
-  resampling floor (:func:`ott_enot.evaluation.metrics.fit_and_floor`, 2,048
-  held-out points of each measure);
+- ``mixtures``: ott's 2-D ``square_five`` -> ``square_four``, fit <= 2x and
+  <= 1x the resampling floor (:func:`ott_enot.evaluation.metrics.fit_and_floor`,
+  2,048 held-out points of each measure; a run goes on to the stricter);
 - ``w2_8``: the W2 benchmark's pair in D = 8 (Mix3toMix10), forward L2-UV
   <= 2 % on 4,096 fixed points of P.
 
@@ -23,14 +23,15 @@ Solvers, each with its own defaults (networks, optimiser, tau, lambda; the
   (ott's usage);
 - ``ott W2``: ott's ``W2NeuralDual(dim)`` (ICNNs, its L-BFGS conjugate);
 - ``ott_enot``: ``ott_enot.ENOTSolver(dim)``, ``fit(sampler)`` on the
-  device (the mixtures: the same iterators, the drop-in call).
+  device (the same distributions: for the mixtures, ott's ``GaussianMixture``
+  draws written as a pure sampler).
 
 Every run is a whole run as a user meets it: a fresh solver (its programs
 compiled for it: ``jax.clear_caches()`` first), the clock from building it.
 The map is evaluated every ``--eval-every`` steps from the solvers'
 callbacks (ott's is called after every step, ours after every chunk of
 ``chunk_size`` steps); the evaluation's own time is taken off the clock. A
-run stops when it reaches its target, or after ``--steps`` steps or
+run stops when it reaches its (strictest) target, or after ``--steps`` steps or
 ``--max-seconds``. Rows: seeds that reached the target, the median time and
 steps to it (over the seeds that reached it; per seed in brackets), the best
 quality reached, the steps/s of the run. The plot (``--plot``) shows quality
@@ -69,17 +70,23 @@ class Problem:
   def __init__(self, name: str, seed: int, batch: int):
     self.name, self.batch, self.seed = name, batch, seed
     if name == "gauss16":
-      self.dim, self.target, self.unit = 16, 1.0, "L2-UV %"
+      self.dim, self.targets, self.unit = 16, (1.0,), "L2-UV %"
       src, tgt = (gaussian.Gaussian.from_random(jax.random.key(k), 16, 1.0, 0.5)
                   for k in (0, 1))
       x = src.sample(jax.random.key(10_000), 4096)
       true = src.transport(tgt, x)
       self.quality = lambda pot: float(metrics.l2_uv(pot.transport(x), true))
-      draw = lambda key: (src.sample(jax.random.fold_in(key, 0), batch),
-                          tgt.sample(jax.random.fold_in(key, 1), batch))
-      self.sampler = draw
+      # means and Cholesky factors computed once (``Gaussian.sample`` would
+      # factor the covariance at every draw)
+      (mx, lx), (my, ly) = [(g.loc, jnp.linalg.cholesky(g.covariance()))
+                            for g in (src, tgt)]
+      normal = lambda key, m, l: (
+          jax.random.normal(key, (batch, 16)) @ l.T + m)
+      self.sampler = lambda key: (
+          normal(jax.random.fold_in(key, 0), mx, lx),
+          normal(jax.random.fold_in(key, 1), my, ly))
     elif name == "w2_8":
-      self.dim, self.target, self.unit = 8, 2.0, "L2-UV %"
+      self.dim, self.targets, self.unit = 8, (2.0,), "L2-UV %"
       pair = w2bench.W2Pair.load(w2bench.path_of(DATA, 8))
       x = pair.sample_p(jax.random.key(10_000), 4096)
       true = pair.transport(x)
@@ -87,8 +94,8 @@ class Problem:
           metrics.l2_uv(pot.transport(x), true, pair.var_q))
       self.sampler = pair.sampler(batch)
     elif name == "mixtures":
-      self.dim, self.target, self.unit = 2, 2.0, "fit / floor"
-      self.sampler = None
+      self.dim, self.targets, self.unit = 2, (2.0, 1.0), "fit / floor"
+      self.sampler = _mixture_sampler("square_five", "square_four", batch)
       _, valid, _ = datasets.create_gaussian_mixture_samplers(
           "square_five", "square_four", valid_batch_size=2048,
           rng=jax.random.key(10_000))
@@ -120,6 +127,21 @@ class Problem:
         yield draw(jax.random.fold_in(jax.random.fold_in(key, j), k))[j % 2]
 
     return [it(j) for j in range(4)]
+
+
+def _mixture_sampler(source: str, target: str, batch: int):
+  """ott's ``GaussianMixture`` draws (centres times 5, noise of std 0.25) as
+  a pure ``sampler(key) -> (x, y)`` for ``fit`` on the device."""
+  centres = [jnp.asarray(datasets.GaussianMixture(name, 1, jax.random.key(0))
+                         .centers, jnp.float32) for name in (source, target)]
+
+  def draw(key, c):
+    k1, k2 = jax.random.split(key)
+    means = jax.random.choice(k1, c, (batch,))
+    return 5.0 * means + 0.25 * jax.random.normal(k2, (batch, 2))
+
+  return lambda key: (draw(jax.random.fold_in(key, 0), centres[0]),
+                      draw(jax.random.fold_in(key, 1), centres[1]))
 
 
 class Clock:
@@ -162,7 +184,7 @@ def run(solver_name: str, problem: Problem, steps: int, eval_every: int,
       with clock.pause():
         q = problem.quality(pot)
       curve.append((t, step + 1, q))
-      if q <= problem.target:
+      if q <= min(problem.targets):
         raise _Stop()
     if clock.now() > max_seconds:
       raise _Stop()
@@ -173,11 +195,8 @@ def run(solver_name: str, problem: Problem, steps: int, eval_every: int,
       solver = ott_enot.ENOTSolver(problem.dim, num_train_iters=steps,
                                    rng=jax.random.key(seed),
                                    progress_bar=False)
-      if problem.sampler is not None:
-        solver.fit(problem.sampler, rng=jax.random.key(seed),
-                   callback=callback)
-      else:
-        solver(*problem.iterators(), callback=callback)
+      solver.fit(problem.sampler, rng=jax.random.key(seed),
+                 callback=callback)
     else:
       cls = (ott_enot_module.ExpectileNeuralDual if solver_name == "ott ENOT"
              else neuraldual.W2NeuralDual)
@@ -226,19 +245,22 @@ def main():
         curve, steps, seconds = run(solver, problem, a.steps, a.eval_every,
                                     a.max_seconds)
         curves[(name, solver, problem.seed)] = curve
-        hit = next(((t, k) for t, k, q in curve if q <= problem.target), None)
+        hits = tuple(next(((t, k) for t, k, q in curve if q <= target), None)
+                     for target in problem.targets)
         best = min((q for _, _, q in curve), default=float("nan"))
-        rows.append((hit, best, steps / max(seconds, 1e-9)))
-      hits = [h for h, _, _ in rows if h is not None]
-      times = [t for t, _ in hits]
-      ksteps = [k for _, k in hits]
-      med_t = f"{np.median(times):.1f} ({_fmt_times(times)})" if hits else "-"
-      med_k = f"{np.median(ksteps):.0f}" if hits else "-"
-      best = ", ".join(f"{b:.3g}" for _, b, _ in rows)
-      rate = np.median([r for _, _, r in rows])
-      print(f"| {name} | {problems[0].unit} <= {problems[0].target:g} | "
-            f"{solver} | {len(hits)}/{len(rows)} | {med_t} | {med_k} | "
-            f"{best} | {rate:.0f} |", flush=True)
+        rows.append((hits, best, steps / max(seconds, 1e-9)))
+      for target, hits in zip(problems[0].targets, zip(*(h for h, _, _ in rows))):
+        hits = [h for h in hits if h is not None]
+        times = [t for t, _ in hits]
+        ksteps = [k for _, k in hits]
+        med_t = (f"{np.median(times):.1f} ({_fmt_times(times)})" if hits
+                 else "-")
+        med_k = f"{np.median(ksteps):.0f}" if hits else "-"
+        best = ", ".join(f"{b:.3g}" for _, b, _ in rows)
+        rate = np.median([r for _, _, r in rows])
+        print(f"| {name} | {problems[0].unit} <= {target:g} | {solver} | "
+              f"{len(hits)}/{len(rows)} | {med_t} | {med_k} | {best} | "
+              f"{rate:.0f} |", flush=True)
   if a.plot:
     _plot(curves, a.problems, a.solvers, a.plot, a.batch)
     print(f"\nplot: {a.plot}")
@@ -260,8 +282,9 @@ def _plot(curves, problems, solvers, path, batch):
         ax.plot(t, q, color=colours[solver], marker=".", lw=1.2,
                 label=solver if seed == 0 else None)
     unit = "fit / floor" if name == "mixtures" else "forward L2-UV %"
-    goal = 2.0 if name != "gauss16" else 1.0
-    ax.axhline(goal, color="k", ls=":", lw=1, label=f"target {goal:g}")
+    for goal in {"gauss16": (1.0,), "w2_8": (2.0,), "mixtures": (2.0, 1.0)}[
+        name]:
+      ax.axhline(goal, color="k", ls=":", lw=1, label=f"target {goal:g}")
     ax.set_yscale("log")
     ax.set_xlabel("wall s (compile included, evaluation excluded)")
     ax.set_ylabel(unit)

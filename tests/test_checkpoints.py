@@ -94,6 +94,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
       leaves = jax.tree.leaves(solver.state)
       np.savez({str(tmp_path / "resumed.npz")!r}, meta_step=meta_step,
                w_dist=np.asarray(logs["valid_logs"]["w_dist"]),
+               fit=np.asarray(logs["valid_logs"]["fit"]),
+               floor=np.asarray(logs["valid_logs"]["floor"]),
                *[np.asarray(l) for l in leaves])
   """)
   subprocess.run([sys.executable, "-c", resumer], check=True, timeout=300)
@@ -101,8 +103,10 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
   with np.load(tmp_path / "resumed.npz") as out:
     assert int(out["meta_step"]) < STEPS - 1
     got = [out[f"arr_{i}"] for i in range(len(_params(full)))]
-    np.testing.assert_array_equal(out["w_dist"],
-                                  full_logs["valid_logs"]["w_dist"])
+    # validation too: the run's reference (blur, floor) came back from the
+    # checkpoint, so the resumed run's fit and floor are the uninterrupted's
+    for key in ("w_dist", "fit", "floor"):
+      np.testing.assert_array_equal(out[key], full_logs["valid_logs"][key])
   for a, b in zip(got, _params(full)):
     np.testing.assert_array_equal(a, np.asarray(b))  # bit for bit on CPU
 
