@@ -69,20 +69,6 @@ def _checkpoint_params(like: Dict[str, Params], directory: Any, kind: str,
                          f"checkpoint {os.fspath(directory)!r}")
 
 
-class _Static:
-  """Wraps a value for the static part of a pytree; hashed by identity (the
-  conjugate solver, a table of conditions)."""
-
-  def __init__(self, value: Any):
-    self.value = value
-
-  def __hash__(self) -> int:
-    return id(self.value)
-
-  def __eq__(self, other: Any) -> bool:
-    return isinstance(other, _Static) and other.value is self.value
-
-
 @jtu.register_pytree_node_class
 class ENOTPotentials(ott_potentials.DualPotentials):
   r"""Kantorovich potentials and transport maps learned by ENOT.
@@ -362,7 +348,7 @@ class ENOTPotentials(ott_potentials.DualPotentials):
   def tree_flatten(self):  # noqa: D102
     # the model compares by value: potentials of equal models share programs
     return (self.params_f, self.params_g), (
-        self.model, _Static(self.conjugate_solver)
+        self.model, checks.Identity(self.conjugate_solver)
     )
 
   @classmethod
@@ -582,7 +568,8 @@ class ConditionalPotentials:
 
   def tree_flatten(self):  # noqa: D102
     return (self.params_f, self.params_g), (
-        self.model, _Static(self.conjugate_solver), _Static(self.table)
+        self.model, checks.Identity(self.conjugate_solver),
+        checks.Identity(self.table)
     )
 
   @classmethod
