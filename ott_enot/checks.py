@@ -31,6 +31,7 @@ __all__ = [
     "check_conditions",
     "Identity",
     "static_key",
+    "array_key",
 ]
 
 #: Where points can live: :math:`R^d`, or the unit sphere of :math:`R^d`.
@@ -83,6 +84,17 @@ def static_key(value: Any) -> Any:
         (f.name, static_key(getattr(value, f.name)))
         for f in dataclasses.fields(value) if f.compare))
   return Identity(value)
+
+
+def array_key(value: Any) -> Any:
+  """An array's values as a hashable key (dtype, shape, bytes); a traced or
+  object array's :class:`Identity`."""
+  if isinstance(value, jax.core.Tracer):
+    return Identity(value)
+  a = np.asarray(value)
+  if a.dtype == object:
+    return Identity(value)
+  return (a.dtype.str, a.shape, a.tobytes())
 
 
 def check_positive_int(

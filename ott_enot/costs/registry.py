@@ -45,7 +45,6 @@ from typing import (
 )
 
 import jax
-import numpy as np
 
 from ott.geometry import costs
 
@@ -99,16 +98,11 @@ def cost_key(cost_fn: costs.CostFn) -> Hashable:
   subclass, traced parameters) is keyed by identity.
   """
   leaves, treedef = jax.tree_util.tree_flatten(cost_fn)
-  if any(leaf is cost_fn or isinstance(leaf, jax.core.Tracer)
-         for leaf in leaves):
+  values = tuple(checks.array_key(leaf) for leaf in leaves)
+  if any(leaf is cost_fn for leaf in leaves) or any(
+      isinstance(v, checks.Identity) for v in values):
     return checks.Identity(cost_fn)
-  values = []
-  for leaf in leaves:
-    a = np.asarray(leaf)
-    if a.dtype == object:
-      return checks.Identity(cost_fn)
-    values.append((a.dtype.str, a.shape, a.tobytes()))
-  key = (type(cost_fn), treedef, tuple(values))
+  key = (type(cost_fn), treedef, values)
   try:
     hash(key)  # the treedef holds the cost's aux data
   except TypeError:

@@ -33,7 +33,6 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from flax import linen as nn
 from ott.geometry import costs
@@ -68,7 +67,8 @@ class TransportModel:
   dimensions, the conditioning and a bound condition's values), so it can
   sit in the static part of a pytree, and two models of equal settings
   share their compiled programs; a network with unhashable attributes (a
-  list) is compared by identity (:func:`~ott_enot.checks.static_key`).
+  list of widths) is compared by its fields' values
+  (:func:`~ott_enot.checks.static_key`).
   Build one with :func:`transport_model`; the class is the
   parameterisation.
 
@@ -130,13 +130,7 @@ class TransportModel:
 
   @functools.cached_property
   def _key(self) -> tuple:
-    cond = self.cond
-    if cond is not None:
-      if isinstance(cond, jax.core.Tracer):
-        cond = checks.Identity(cond)
-      else:
-        cond = np.asarray(cond)
-        cond = (cond.dtype.str, cond.shape, cond.tobytes())
+    cond = None if self.cond is None else checks.array_key(self.cond)
     return (type(self), costs_lib.cost_key(self.cost_fn),
             checks.static_key(self.neural_f), checks.static_key(self.neural_g),
             int(self.dim), int(self.dim_cond), str(self.conditioning), cond)

@@ -449,7 +449,9 @@ class _Validation:
     self.groups = feed.validation_groups
     self.enabled = num_train_iters > valid_freq
     self.count = max(start - 1, 0) // valid_freq  # validations before start
-    self.restored = reference  # a checkpoint's: leaves as lists
+    # the reference's leaves as lists: a checkpoint's, or this run's once
+    # saved (then `reference` holds it on the device)
+    self.restored = reference
     self.reference = None
     self._compiling: Optional[threading.Thread] = None
 
@@ -499,11 +501,12 @@ class _Validation:
     return self.reference
 
   def saved_reference(self) -> Optional[List[Any]]:
-    """The reference as JSON values (for the checkpoints' metadata)."""
-    if self.reference is None:
-      return self.restored
-    return [np.asarray(a).tolist()
-            for a in jax.tree.leaves(jax.device_get(self.reference))]
+    """The reference as JSON values (for the checkpoints' metadata; read
+    from the device once)."""
+    if self.restored is None and self.reference is not None:
+      self.restored = [np.asarray(a).tolist() for a in
+                       jax.tree.leaves(jax.device_get(self.reference))]
+    return self.restored
 
   def compile_in_background(self, state: TrainState) -> None:
     """Compile the validation programs on a background thread (once).

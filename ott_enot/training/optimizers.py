@@ -76,14 +76,16 @@ def freeze(value: Any, where: str = "argument") -> Any:
   return value
 
 
-def _thaw(value: Any) -> Any:
-  """The value :func:`freeze` froze, descriptions built into optax."""
-  if isinstance(value, OptaxCall):
+def _thaw(value: Any, build: bool = True) -> Any:
+  """The value :func:`freeze` froze; descriptions built into optax (or, with
+  ``build=False``, kept as they are, for :func:`repr`)."""
+  if isinstance(value, OptaxCall) and build:
     return value.build()
   if isinstance(value, _Frozen):
+    thaw = lambda v: _thaw(v, build)
     if value.kind == "dict":
-      return {_thaw(k): _thaw(v) for k, v in value.items}
-    items = [_thaw(v) for v in value.items]
+      return {thaw(k): thaw(v) for k, v in value.items}
+    items = [thaw(v) for v in value.items]
     return items if value.kind == "list" else tuple(items)
   return value
 
@@ -155,19 +157,9 @@ class OptaxCall:
     return self.build()(*args)
 
   def __repr__(self) -> str:
-    parts = [repr(_thaw_repr(a)) for a in self.args]
-    parts += [f"{k}={_thaw_repr(v)!r}" for k, v in self.kwargs]
+    parts = [repr(_thaw(a, build=False)) for a in self.args]
+    parts += [f"{k}={_thaw(v, build=False)!r}" for k, v in self.kwargs]
     return f"optax_call.{self.name}({', '.join(parts)})"
-
-
-def _thaw_repr(value: Any) -> Any:
-  """What :func:`repr` shows of a frozen value (descriptions as they are)."""
-  if isinstance(value, _Frozen):
-    if value.kind == "dict":
-      return {_thaw_repr(k): _thaw_repr(v) for k, v in value.items}
-    items = [_thaw_repr(v) for v in value.items]
-    return items if value.kind == "list" else tuple(items)
-  return value  # a description shows as its own repr
 
 
 class _Namespace:
