@@ -13,7 +13,17 @@ import pytest
 from ott.geometry import costs
 
 import ott_enot
+from ott_enot.methods.enot import SELECTION_TOLERANCE
 from ott_enot.training import checkpoints
+
+from conftest import kept_validation  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _package_validation_size(valid_points_default):
+  """Validation batches of the package's own size: choosing the returned
+  map needs 1,024 points or more (and spawned processes use the default)."""
+
 
 DIM, BATCH, STEPS, EVERY, CHUNK = 2, 32, 240, 40, 20
 
@@ -91,7 +101,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
       pots, logs = solver.fit(sampler, resume=True,
                               callback=lambda step, p: seen.append(step))
       assert min(seen) > meta_step, (seen, meta_step)  # it did resume
-      leaves = jax.tree.leaves(solver.state)
+      leaves = jax.tree.leaves((solver.state, solver.best))
       np.savez({str(tmp_path / "resumed.npz")!r}, meta_step=meta_step,
                w_dist=np.asarray(logs["valid_logs"]["w_dist"]),
                fit=np.asarray(logs["valid_logs"]["fit"]),
@@ -102,12 +112,15 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
   full, full_logs, _ = uninterrupted
   with np.load(tmp_path / "resumed.npz") as out:
     assert int(out["meta_step"]) < STEPS - 1
-    got = [out[f"arr_{i}"] for i in range(len(_params(full)))]
+    # the state and the run's best validated parameters (kept in the
+    # checkpoints: a resumed run returns what the uninterrupted one does)
+    want = jax.tree.leaves((full.state, full.best))
+    got = [out[f"arr_{i}"] for i in range(len(want))]
     # validation too: the run's reference (blur, floor) came back from the
     # checkpoint, so the resumed run's fit and floor are the uninterrupted's
     for key in ("w_dist", "fit", "floor"):
       np.testing.assert_array_equal(out[key], full_logs["valid_logs"][key])
-  for a, b in zip(got, _params(full)):
+  for a, b in zip(got, want, strict=True):
     np.testing.assert_array_equal(a, np.asarray(b))  # bit for bit on CPU
 
 
@@ -117,21 +130,35 @@ def test_keep_and_best(uninterrupted):
   assert latest == (200, STEPS - 1)  # keep=2: the last two
   best = checkpoints.checkpoint_steps(directory, "best")
   assert len(best) == 1
-  w_dist = logs["valid_logs"]["w_dist"]  # after steps 40, 80, ..., 200
-  assert best[0] == EVERY * (1 + int(np.argmax(w_dist)))
+  valid = logs["valid_logs"]  # after steps 40, 80, ..., 200 and the last
+  scores = np.asarray(valid["fit"]) / np.asarray(valid["floor"])
+  steps = list(range(EVERY, STEPS, EVERY)) + [STEPS - 1]
+  chosen = int(kept_validation(scores, SELECTION_TOLERANCE))
+  assert best[0] == steps[chosen]
+  assert logs["selection"] == {
+      "step": best[0], "fit/floor": pytest.approx(scores[chosen]),
+      "lowest": pytest.approx(scores.min())}
   meta = make_solver(str(directory)).restore("best")
-  assert meta["w_dist"] == pytest.approx(max(w_dist))
-  # the latest checkpoint is the final state; potentials load from the dir
+  assert meta["selection"]["fit/floor"] == pytest.approx(scores[chosen])
+  # the latest checkpoint is the final state, with the run's best validated
+  # parameters; potentials load from the dir: the latest state's, or the
+  # best checkpoint's (what training returned)
   restored = make_solver(str(directory))
   meta = restored.restore("latest")
   assert meta["step"] == STEPS - 1
   for a, b in zip(_params(restored), _params(solver)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  pots = solver.to_dual_potentials().load(directory)
+  for a, b in zip(jax.tree.leaves(restored.best), jax.tree.leaves(solver.best),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   x = jnp.ones((3, DIM))
+  last = solver.enot.potentials(*solver.state.params)
   np.testing.assert_array_equal(
-      pots.transport(x), solver.to_dual_potentials().transport(x)
-  )
+      solver.to_dual_potentials().load(directory).transport(x),
+      last.transport(x))
+  np.testing.assert_array_equal(
+      solver.to_dual_potentials().load(directory, kind="best").transport(x),
+      solver.to_dual_potentials().transport(x))
 
 
 def test_refusals(uninterrupted, tmp_path):

@@ -37,6 +37,8 @@ from ott_enot.training import loop
         ({"optimizer_g": object()}, TypeError, "optimizer_g"),
         ({"neural_g": lambda x: x}, TypeError, "neural_g"),
         ({"conjugate_solver": "lbfgs"}, TypeError, "conjugate_solver"),
+        ({"keep_best": "yes"}, TypeError, "keep_best"),
+        ({"keep_best": 1}, TypeError, "keep_best"),
         (
             {"neural_f": ott_potentials.MLP(dim_hidden=[8, 2]),
              "use_dot_product": True},

@@ -83,7 +83,8 @@ def test_validation_is_reported_per_condition(trained):
   per = logs["condition_logs"]
   assert per["labels"] == list(SEEN + (UNSEEN,))
   assert per["trained"] == [True] * 4 + [False]
-  assert len(per["fit"]) == len(logs["valid_logs"]["fit"]) == 1
+  # one validation at valid_freq, one after the last step (keep_best)
+  assert len(per["fit"]) == len(logs["valid_logs"]["fit"]) == 2
   fits = np.asarray(per["fit"][-1])
   assert fits.shape == (5,) and np.all(np.isfinite(fits))
   # the overall row is the mean over the trained conditions only
@@ -227,7 +228,7 @@ def test_iterators_with_labels_train_and_check_rows():
   kw = dict(num_train_iters=40, valid_freq=20, chunk_size=10)
   solver = conditional(**kw)
   pot, logs = solver(*loaders(0), *loaders(1))
-  assert len(logs["valid_logs"]["fit"]) == 1
+  assert len(logs["valid_logs"]["fit"]) == 2  # steps 20 and the last
   assert np.all(np.isfinite(np.asarray(
       pot.transport(X_TEST[:4], condition=[0.5]))))
   # labels of source and target rows that disagree: refused before compiling

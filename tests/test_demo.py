@@ -7,11 +7,11 @@ from ott_enot import __main__ as demo
 
 def test_demo_prints_costs_and_writes_png(tmp_path, capsys):
   out = tmp_path / "map.png"
-  assert demo.main(["--iters", "30", "--batch", "64", "--eval", "128",
-                    "--no-progress", "--out", str(out)]) == 0
+  assert demo.main(["--iters", "30", "--batch", "64", "--valid", "128",
+                    "--eval", "128", "--no-progress", "--out", str(out)]) == 0
   text = capsys.readouterr().out
-  for row in ("ENOT dual estimate", "Sinkhorn (eps", "forward fit",
-              "inverse fit"):
+  for row in ("ENOT dual estimate", "Sinkhorn (eps", "forward T(x) -> y",
+              "inverse T^-1(y) -> x", "strays", "spread"):
     assert row in text
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -66,7 +66,8 @@ class FiniteDual:
   phases = 1
   train_log_keys = ("dual",)
   valid_log_keys = ("dual", "map_cost")
-  checkpoint_metric = "dual"
+  selection_metric = "-dual"
+  selection_tolerance = 0.0  # the lowest
   divergence_advice = "Lower the learning rate."
   data_spec = training.DataSpec(D)
 
@@ -97,6 +98,12 @@ class FiniteDual:
 
   def params(self, state):
     return state.params
+
+  def selection_score(self, metrics):
+    return -metrics["dual"]
+
+  def with_params(self, state, params):
+    return state.replace(params=params)
 
   def validation_reference(self, batch):
     del batch
@@ -162,15 +169,24 @@ def test_it_trains_with_fit_and_validates(trained):
   assert len(logs["train_logs"]["dual"]) == 7  # steps 0, 50, ..., 300
   assert set(logs["valid_logs"]) == {"dual", "map_cost"}
   assert len(logs["valid_logs"]["dual"]) == 3
-  # the validation batches are the stream's: reproduce the last (after the
-  # last step) and score the learned potential against the exact OT cost of
-  # that batch
+  # the result is the best validation's parameters (by the method's own
+  # score, the lowest -dual), the state the last
+  duals = logs["valid_logs"]["dual"]
+  chosen = int(np.argmax(duals))
+  assert logs["selection"] == {"step": 100 * (chosen + 1),
+                               "-dual": -duals[chosen],
+                               "lowest": -duals[chosen]}
+  assert int(solver.best.step) == 100 * (chosen + 1)
+  # the validation batches are the stream's: reproduce the chosen one and
+  # score the returned potential against the exact OT cost of that batch
   stream = data.PointCloudStream.from_arrays(
       *_points(), batch_size=BATCH, rng=jax.random.key(1))
-  x, y = stream.valid_step(jax.random.fold_in(jax.random.key(1), 1), 2)
+  x, y = stream.valid_step(jax.random.fold_in(jax.random.key(1), 1), chosen)
   dual, _ = solver.method.dual(params, x, y)
-  np.testing.assert_allclose(float(dual), logs["valid_logs"]["dual"][-1],
-                             rtol=1e-5)
+  np.testing.assert_allclose(float(dual), duals[chosen], rtol=1e-5)
+  last = solver.method.dual(solver.state.params, *stream.valid_step(
+      jax.random.fold_in(jax.random.key(1), 1), 2))[0]
+  np.testing.assert_allclose(float(last), duals[-1], rtol=1e-5)
   exact = _exact_ot(x, y)
   # weak duality on the batch, and close to it after training (measured
   # 0.981-0.985 of the exact cost with initial seeds 0-2; the untrained
@@ -188,8 +204,8 @@ def test_it_checkpoints_by_its_own_metric_and_resumes_bit_for_bit(
   best = ott_enot.training.checkpoints.checkpoint_steps(directory, "best")
   duals = whole_logs["valid_logs"]["dual"]
   assert best == (100 * (1 + int(np.argmax(duals))),)
-  assert _solver(checkpoint_dir=directory).restore("best")["dual"] == (
-      pytest.approx(max(duals)))
+  assert _solver(checkpoint_dir=directory).restore("best")["selection"][
+      "-dual"] == pytest.approx(-max(duals))
 
   class Stop(Exception):
     pass
@@ -204,8 +220,8 @@ def test_it_checkpoints_by_its_own_metric_and_resumes_bit_for_bit(
   resumed = _solver(checkpoint_dir=tmp_path, checkpoint_every=100)
   assert resumed.restore()["step"] == 100
   _, logs = _fit(resumed, resume=True)
-  for a, b in zip(jax.tree.leaves(resumed.state),
-                  jax.tree.leaves(whole.state), strict=True):
+  for a, b in zip(jax.tree.leaves((resumed.state, resumed.best)),
+                  jax.tree.leaves((whole.state, whole.best)), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert logs == whole_logs
   # a checkpoint of another method is refused

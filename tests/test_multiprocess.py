@@ -25,6 +25,13 @@ import pytest
 import multiprocess_problem as problem
 import ott_enot
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _package_validation_size(valid_points_default):
+  """Validation batches of the package's own size: choosing the returned
+  map needs 1,024 points or more (and spawned processes use the default)."""
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 240  # seconds, for the two processes together
 
@@ -260,9 +267,13 @@ def test_loaders_shares_concatenate_to_the_whole_batch():
                                    process_count=2) for i in (0, 1)]
   for _ in range(3):
     for j in range(4):  # train/valid source/target
-      parts = [next(share[j]) for share in shares]
-      assert all(p.shape == (problem.N // 2, problem.D) for p in parts)
-      np.testing.assert_array_equal(np.concatenate(parts), next(whole[j]))
+      parts, batch = [next(share[j]) for share in shares], next(whole[j])
+      # training batches hold N points; validation batches distinct held-out
+      # points, the largest multiple of N that 10 % of 1,500 points hold
+      assert batch.shape[0] == (problem.N if j < 2 else 150 // problem.N *
+                                problem.N)
+      assert all(p.shape == (batch.shape[0] // 2, problem.D) for p in parts)
+      np.testing.assert_array_equal(np.concatenate(parts), batch)
   # batch i is sample_step(key, i)'s, as the devices draw it in `fit`
   x, _ = problem.stream.sample_step(problem.KEY, 3)
   np.testing.assert_array_equal(

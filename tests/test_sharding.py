@@ -238,7 +238,8 @@ def test_runs_on_meshes_agree_with_one_device(report, path, other):
   assert b["logs"]["train_logs"]["directions"] == (
       a["logs"]["train_logs"]["directions"]
   )
-  assert len(a["logs"]["valid_logs"]["w_dist"]) == 3  # steps 50, 100, 150
+  # steps 50, 100, 150 and the last (keep_best)
+  assert len(a["logs"]["valid_logs"]["w_dist"]) == 4
   if other == "two":
     assert "NamedSharding" in b["param_sharding"]
     assert "P()" in b["param_sharding"].replace("PartitionSpec", "P")
@@ -309,7 +310,7 @@ def test_a_population_on_two_devices_agrees_with_one(report):
   a, b = report["population"]["none"], report["population"]["two"]
   np.testing.assert_allclose(b["forward"], a["forward"], atol=2e-5)
   np.testing.assert_allclose(b["w_dist"], a["w_dist"], rtol=1e-4, atol=1e-5)
-  assert np.shape(a["w_dist"]) == (3, 2)  # validations x members
+  assert np.shape(a["w_dist"]) == (4, 2)  # validations (+ the last) x members
   assert "NamedSharding" in b["sharding"]
   assert "P()" in b["sharding"].replace("PartitionSpec", "P")  # replicated
   # two members, two different maps

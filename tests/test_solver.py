@@ -112,10 +112,10 @@ class TestSolverInterface:
     train, valid = logs["train_logs"], logs["valid_logs"]
     assert set(train) == {"loss_f", "loss_g", "w_dist", "directions"}
     assert set(valid) == {"loss_f", "loss_g", "w_dist", "map_cost", "fit",
-                          "floor"}
+                          "floor", "strays"}
     assert len(train["loss_f"]) == 3  # steps 0, 10, 20
     assert train["directions"] == ["forward", "forward", "forward"]
-    assert len(valid["w_dist"]) == 2  # steps 10, 20
+    assert len(valid["w_dist"]) == 3  # steps 10, 20 and the last (keep_best)
     assert [s for s, _ in seen] == list(range(25))
     assert all(isinstance(p, ott_enot.ENOTPotentials) for _, p in seen)
 

@@ -15,6 +15,7 @@ from ott.neural.networks import potentials as ott_potentials
 
 import ott_enot
 from ott_enot import methods
+from ott_enot.data import sampling
 from ott_enot.training import feeds, loop
 
 
@@ -86,7 +87,8 @@ def test_chunks_equal_step_by_step(pair2, bidirectional):
 
   Tolerance: the scan may reorder float32 reductions; 15 steps stay within
   rtol 1e-5. Validation (every 4 steps, snapshots inside chunks of 6) sees
-  the parameters after exactly the steps ott validates after.
+  the parameters after exactly the steps ott validates after, and after the
+  last step (to choose the returned map by, ``keep_best``).
   """
   solver = _solver(chunk_size=6, valid_freq=4, logging=True, log_freq=3,
                    is_bidirectional=bidirectional, parameterisation="twist",
@@ -102,7 +104,7 @@ def test_chunks_equal_step_by_step(pair2, bidirectional):
     state, m = solver.step_fns[forward](state, next(train_x), next(train_y))
     if k % 3 == 0:
       rows.append((float(m.loss_f), float(m.loss_g), float(m.w_dist)))
-    if k and k % 4 == 0:
+    if (k and k % 4 == 0) or k == 14:
       v, _ = methods.validation_metrics(*state.params, next(valid_x),
                                         next(valid_y), method=method)
       valid_rows.append((float(v.loss_f), float(v.loss_g), float(v.w_dist)))
@@ -192,11 +194,12 @@ def test_one_program_per_run_whatever_the_schedule():
   assert loop.chunk_programs_compiled() == before + 1
   assert [n for n in first_run if "run_chunk" in n] == ["jit(run_chunk)"]
   # the rest, each compiled once: the copies of the state (the run's start
-  # and the callback's), and two validation programs (the run's reference:
-  # the blur and the floor, once per run; the metrics and the fit)
+  # and the callback's) and of the best validated parameters, and two
+  # validation programs (the run's reference: the blur and the floor, once
+  # per run; the metrics and the fit)
   assert sorted(first_run) == sorted([
       "jit(run_chunk)", "jit(_restart)", "jit(<lambda>)",
-      "jit(validation_reference)", "jit(validate)"
+      "jit(validation_reference)", "jit(validate)", "jit(_kept_copy)"
   ]), first_run
   # traced once (both runs), on the background thread
   for name in ("validation_reference", "validate"):
@@ -205,7 +208,7 @@ def test_one_program_per_run_whatever_the_schedule():
   assert second_run == []
   assert calls == [0] + list(range(100, 2500, 100)) + [2499]
   assert len(logs["train_logs"]["loss_f"]) == len(range(0, 2500, 7))
-  assert len(logs["valid_logs"]["w_dist"]) == 2
+  assert len(logs["valid_logs"]["w_dist"]) == 3  # and after the last step
 
 
 # ---------------------------------------------------------------------------
@@ -442,14 +445,20 @@ def test_validation_logs_the_map_cost_and_its_fit_beside_the_floor():
   pot, logs = solver.fit(sampler, rng=rng)
   # the one validation ran after step 20, the last, on the final parameters
   valid = {k: v[0] for k, v in logs["valid_logs"].items()}
-  key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(rng, 1), 1), 0)
-  x, y = sampler(key)
+  # the validation batch: the sampler's first validation draws, as many as
+  # make VALID_POINTS (2,048 for users, the suite's 256 here)
+  key = jax.random.fold_in(jax.random.fold_in(rng, 1), 1)
+  draws = -(-sampling.VALID_POINTS // 128)
+  x, y = (jnp.concatenate(v) for v in zip(
+      *[sampler(jax.random.fold_in(key, j)) for j in range(draws)]))
   tx = pot.transport(x)
   np.testing.assert_allclose(
       valid["map_cost"], jnp.mean(jnp.sum((tx - x) ** 2, -1)), rtol=1e-5)
   fit, floor = ott_enot.evaluation.metrics.fit_and_floor(tx, y)
   np.testing.assert_allclose([valid["fit"], valid["floor"]], [fit, floor],
                              rtol=1e-4)
+  report = ott_enot.evaluation.metrics.fit_report(tx, y, coarse=False)
+  np.testing.assert_allclose(valid["strays"], report.strays, rtol=1e-4)
   # halves of one batch: the floor compares two target halves, the fit the
   # mapped first half; no map at all is far from the target
   assert valid["floor"] > 0

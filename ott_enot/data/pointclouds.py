@@ -18,7 +18,7 @@ point twice in a batch). Memory is :math:`O(n + m)`: the :math:`n \times m`
 cost matrix is never formed.
 """
 import functools
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +106,30 @@ def _measure(split: Optional[sampling.Split], batch_size: int, replace: bool,
   return WeightedPoints(jnp.asarray(split.points), weights, batch_size, replace)
 
 
+
+def _validation_batch(valid: Sequence[Optional[sampling.Split]],
+                      batch_size: int, replace: bool
+                     ) -> Tuple[List[int], bool]:
+  """The size of each measure's validation batches, and whether they are
+  drawn with replacement.
+
+  Uniform validation splits give batches of distinct points, as many as
+  both splits hold up to :data:`~ott_enot.data.sampling.VALID_POINTS` (a
+  whole multiple of ``batch_size``, so that they split over the devices as
+  training batches do): a sample drawn with replacement from a small split repeats points,
+  and its halves share them, which shrinks the resampling floor. Weighted
+  splits, or none: ``batch_size`` points (fewer without replacement from a
+  smaller split), drawn as training draws.
+  """
+  if any(v is None or v.weights is not None for v in valid) or min(
+      len(v.points) for v in valid) < batch_size:
+    return [batch_size if replace or v is None else min(
+        batch_size, len(v.points)) for v in valid], replace
+  room = min(len(v.points) for v in valid)
+  wanted = min(room, max(batch_size, sampling.VALID_POINTS))
+  return [batch_size * (wanted // batch_size)] * len(valid), False
+
+
 @jtu.register_pytree_node_class
 class PointCloudStream:
   r"""Training and validation samplers for both measures of an OT problem.
@@ -163,10 +187,14 @@ class PointCloudStream:
       y: Target points ``[m, d]``.
       a: Source weights ``[n]`` summing to 1, :obj:`None` for uniform.
       b: Target weights ``[m]``.
-      batch_size: Points per batch, for both measures.
+      batch_size: Points per training batch, for both measures.
       valid_fraction: Fraction of each measure's points held out for
         validation, in ``[0, 1)``; the split is disjoint from training.
-      replace: Sample with replacement.
+        Validation batches of uniform clouds hold distinct points, up to
+        :data:`~ott_enot.data.sampling.VALID_POINTS` (a multiple of
+        ``batch_size``, at most the smaller split); of weighted clouds,
+        ``batch_size`` points drawn as training draws.
+      replace: Sample training batches with replacement.
       rng: Key of the split (sampling keys are given to :meth:`loaders` /
         :meth:`sample`). Default ``jax.random.key(0)``.
 
@@ -186,14 +214,14 @@ class PointCloudStream:
     a, b = as_weights("a", a, x.shape[0]), as_weights("b", b, y.shape[0])
     key = jax.random.key(0) if rng is None else rng
     kx, ky = jax.random.split(key)
-    parts = []
-    for pts, w, k, name in ((x, a, kx, "x"), (y, b, ky, "y")):
-      train, valid = sampling.split_measure(k, pts, w, valid_fraction, name)
-      valid_size = batch_size if replace or valid is None else min(
-          batch_size, len(valid.points))
-      parts.append((_measure(train, batch_size, replace, name),
-                    _measure(valid, valid_size, replace, name)))
-    (tr_x, va_x), (tr_y, va_y) = parts
+    splits = [sampling.split_measure(k, pts, w, valid_fraction, name)
+              for pts, w, k, name in ((x, a, kx, "x"), (y, b, ky, "y"))]
+    sizes, valid_replace = _validation_batch(
+        [valid for _, valid in splits], batch_size, replace)
+    (tr_x, va_x), (tr_y, va_y) = [
+        (_measure(train, batch_size, replace, name),
+         _measure(valid, size, valid_replace, name))
+        for (train, valid), name, size in zip(splits, ("x", "y"), sizes)]
     return cls(tr_x, tr_y, va_x, va_y)
 
   @classmethod

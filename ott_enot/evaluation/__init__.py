@@ -1,27 +1,39 @@
-"""How good a learned map is: the fit beside the resampling floor (no ground
-truth needed), the L2 unexplained variance against a known map, and the
-Wasserstein-2 benchmark's pairs.
+"""How good a learned map is: the fit at the data's resolution beside the
+resampling floor, strays and clusters' spread (no ground truth needed), the
+L2 unexplained variance against a known map; problems with known clusters;
+the Wasserstein-2 benchmark's pairs.
 
 Layer: pure functions of points, above :mod:`ott_enot.costs` only in name (it
 imports ott and JAX). Files: :mod:`~ott_enot.evaluation.metrics`,
-:mod:`~ott_enot.evaluation.w2bench`.
+:mod:`~ott_enot.evaluation.problems`, :mod:`~ott_enot.evaluation.w2bench`.
 """
-from ott_enot.evaluation import metrics, w2bench
+from ott_enot.evaluation import metrics, problems, w2bench
 from ott_enot.evaluation.metrics import (
     EPSILON,
+    ClusterReport,
     FitReference,
+    FitReport,
+    cluster_report,
     fit_and_floor,
     fit_at,
     fit_reference,
+    fit_report,
     l2_uv,
+    local_divergence,
     sinkhorn_divergence,
 )
 from ott_enot.evaluation.w2bench import W2Pair
 
 __all__ = [
     "metrics",
+    "problems",
     "w2bench",
     "EPSILON",
+    "ClusterReport",
+    "FitReport",
+    "cluster_report",
+    "fit_report",
+    "local_divergence",
     "fit_and_floor",
     "FitReference",
     "fit_reference",

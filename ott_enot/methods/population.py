@@ -127,7 +127,12 @@ class Population:
   member: ENOT
   members: Tuple[Member, ...] = dataclasses.field(compare=False)
 
-  checkpoint_metric = None  # members are chosen by their result, not kept
+  selection_metric = "fit/floor"  # each member's best kept (in memory)
+
+  @property
+  def selection_tolerance(self) -> float:
+    """The member method's."""
+    return self.member.selection_tolerance
 
   @property
   def phases(self) -> int:  # noqa: D102
@@ -189,15 +194,26 @@ class Population:
 
   def validate(self, params: tuple, batch: Tuple[jnp.ndarray, ...],
                reference: metrics_lib.FitReference) -> dict:
-    """Every member's validation metrics ``[members]``; ``floor`` is one
-    number (it depends on the target batch only)."""
+    """Every member's validation metrics ``[members]``; the floors are one
+    number each (they depend on the target batch only)."""
     (params_fg, hyper), y = params, batch[1]
     metrics, mapped = jax.vmap(
         lambda p, h: validation_metrics(*p, *batch, method=self.member,
                                         hyper=h)
     )(params_fg, hyper)
-    fit = metrics_lib.fit_at(mapped, y, reference.epsilon)
-    return dict(metrics._asdict(), fit=fit, floor=reference.floor)
+    return dict(metrics._asdict(), points=y.shape[-2],
+                **metrics_lib.validation_fit(mapped, y, reference))
+
+  def selection_score(self, metrics: Dict[str, Any]) -> np.ndarray:
+    """The member method's score, ``[members]``."""
+    return self.member.selection_score(metrics)
+
+  def with_params(self, state: PopulationState, params: tuple
+                 ) -> PopulationState:
+    """``state`` with the members' parameters (their hyper-parameters are
+    the state's)."""
+    return state.replace(
+        members=self.member.with_params(state.members, params[0]))
 
   def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
     """The member method's row, every value a list over the members."""
@@ -233,12 +249,15 @@ class PopulationResult:
   """
 
   def __init__(self, method: "Population", state: PopulationState,
-               logs: Optional[Logs] = None, valid_freq: Optional[int] = None):
+               logs: Optional[Logs] = None, valid_freq: Optional[int] = None,
+               best_scores: Optional[np.ndarray] = None):
     self._method = method
     self._state = state
     self.members = list(method.members)
     self.logs = logs
     self.valid_freq = valid_freq
+    self.best_scores = (None if best_scores is None else
+                        np.asarray(best_scores, np.float64))
     self.steps = np.asarray(state.step)
     self.diverged = np.asarray(state.diverged)
 
@@ -253,7 +272,8 @@ class PopulationResult:
     """Member ``i``'s logs in ott's layout (one value per logged step)."""
     if self.logs is None:
       raise ValueError("This result has no logs (a callback's view).")
-    pick = lambda v, key: v if key in ("directions", "floor") else v[i]
+    shared = ("directions",) + metrics_lib.REFERENCE_KEYS
+    pick = lambda v, key: v if key in shared else v[i]
     return {
         part: {key: [pick(v, key) for v in values]
                for key, values in rows.items()}
@@ -287,13 +307,20 @@ class PopulationResult:
 
   def criterion(self, x: Optional[jnp.ndarray] = None,
                 y: Optional[jnp.ndarray] = None) -> np.ndarray:
-    """``[members]``: ``fit / floor`` at the last validation, or on held-out
-    ``x`` and ``y`` when given (:meth:`evaluate`; larger samples than a
-    validation batch score more precisely). Lower is better; ``inf`` for
-    diverged members."""
+    """``[members]``: ``fit / floor`` of the members' maps: at the
+    validation whose parameters they hold (their best with ``keep_best``,
+    else the last), or on held-out ``x`` and ``y`` when given
+    (:meth:`evaluate`; larger samples than a validation batch score more
+    precisely). Lower is better; ``inf`` for diverged members."""
     if (x is None) != (y is None):
       raise ValueError("Pass both held-out `x` and `y`, or neither.")
-    last = (self.scores()[-1] if x is None else self.evaluate(x, y)).copy()
+    if x is not None:
+      last = self.evaluate(x, y)
+    else:
+      last = self.scores()[-1].copy()
+      if self.best_scores is not None:  # where validation chose
+        chose = np.isfinite(self.best_scores)
+        last[chose] = self.best_scores[chose]
     last[self.diverged | ~np.isfinite(last)] = np.inf
     return last
 
@@ -312,9 +339,10 @@ class PopulationResult:
     return self.member(self.best_index(x, y))
 
   def table(self) -> List[Dict[str, Any]]:
-    """One row per member: its settings, ``fit``, ``floor``, ``fit/floor``
-    (the criterion), ``w_dist``, ``map_cost`` at the last validation,
-    ``diverged`` and ``steps``."""
+    """One row per member: its settings, ``fit``, ``floor``, ``fit/floor``,
+    ``strays``, ``w_dist``, ``map_cost`` at the last validation; with
+    ``keep_best``, the ``kept step`` and ``kept fit/floor`` (the criterion)
+    of the parameters it holds; ``diverged`` and ``steps``."""
     valid = self.logs["valid_logs"] if self.logs is not None else None
     has_valid = bool(valid and valid["fit"])
     rows = []
@@ -326,6 +354,11 @@ class PopulationResult:
             w_dist=valid["w_dist"][-1][i], map_cost=valid["map_cost"][-1][i]
         )
         row["fit/floor"] = row["fit"] / row["floor"]
+        row["strays"] = valid["strays"][-1][i]
+      if (self.best_scores is not None and "selection" in (self.logs or {})
+          and np.isfinite(self.best_scores[i])):
+        row["kept step"] = int(self.logs["selection"]["step"][i])
+        row["kept fit/floor"] = float(self.best_scores[i])
       row.update(diverged=bool(self.diverged[i]), steps=int(self.steps[i]))
       rows.append(row)
     return rows

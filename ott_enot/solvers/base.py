@@ -9,9 +9,11 @@ everything a run shares (resume, checkpoints, the mesh, the one ``finally``
 that assigns the state back) is here, once.
 """
 import os
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import jax
+import numpy as np
 
 from ott_enot.training import checkpoints, feeds, inputs, loop, sharding
 from ott_enot.training.method import TrainingMethod
@@ -40,10 +42,21 @@ class Solver:
     checkpoint_keep: How many of the latest checkpoints to keep.
     mesh: A :class:`jax.sharding.Mesh` to train data-parallel on, or
       :obj:`None` for the default device.
+    keep_best: Validate after the run's last step too, and return the
+      parameters of the latest validation within the method's
+      ``selection_tolerance`` of the lowest ``selection_metric`` (ENOT:
+      ``fit/floor``) instead of the last ones, so that more steps never
+      hurt (:class:`~ott_enot.training.loop.Best`). The state stays the last
+      (to train on). :obj:`None` (default): the same where validation could
+      score (the last parameters, silently, where it could not); ``True``:
+      warn too where it could not; ``False``: the last, as ott.
 
   Attributes:
     state: The method's state: the state after the last completed chunk of
       the last run, whatever raised (and never a buffer donated to XLA).
+    best: The run's best validated parameters
+      (:class:`~ott_enot.training.loop.Best`: step, score, parameters), or
+      :obj:`None` before any validation.
   """
 
   def __init__(
@@ -61,9 +74,12 @@ class Solver:
       checkpoint_every: int = 1000,
       checkpoint_keep: int = 3,
       mesh: Optional[jax.sharding.Mesh] = None,
+      keep_best: Optional[bool] = None,
   ):
     self.method = method
     self.state = state
+    self.best: Optional[loop.Best] = None
+    self.keep_best = keep_best
     self.num_train_iters = num_train_iters
     self.valid_freq = valid_freq
     self.log_freq = log_freq
@@ -100,7 +116,7 @@ class Solver:
         self.checkpoint_dir,
         signature=checkpoints.signature(self.method.describe(), self.state),
         keep=self.checkpoint_keep, every=self.checkpoint_every,
-        best=self.method.checkpoint_metric
+        metric=self.method.selection_metric
     )
 
   def restore(self, kind: str = "latest",
@@ -108,14 +124,15 @@ class Solver:
     """Load a checkpoint of ``checkpoint_dir`` into this solver.
 
     Args:
-      kind: ``"latest"`` or ``"best"`` (by the method's validation metric,
-        for ENOT ``w_dist``).
+      kind: ``"latest"`` or ``"best"`` (by the method's
+        ``selection_metric``, for ENOT ``fit/floor``).
       step: Which checkpoint; default the newest of ``kind``.
 
     Returns:
       The checkpoint's metadata: ``step`` (the last step it had done),
-      ``logs``, ``num_validations``, ``validation_reference``, the metric
-      (for the best).
+      ``logs``, ``num_validations``, ``validation_reference``,
+      ``selection`` (the step and score of the run's best validation so
+      far, whose parameters become :attr:`best`).
 
     Raises:
       ~ott_enot.training.checkpoints.CheckpointError: if there is none, or it was
@@ -129,8 +146,10 @@ class Solver:
       )
     try:
       self.state, meta = ckpt.restore(self.state, kind, step)
+      best = ckpt.restore_best(self.method.params(self.state), kind, step)
     finally:
       ckpt.close()
+    self.best = None if best is None else loop.Best(*best)
     return meta
 
   # ---- training ----
@@ -170,6 +189,7 @@ class Solver:
         solver keeps the state after the last completed chunk.
     """
     start, logs, reference = 0, None, None
+    self.best = None  # a run's best; a resumed run's comes with its checkpoint
     if resume:
       meta = self.restore("latest")
       start, logs = meta["step"] + 1, meta["logs"]
@@ -184,7 +204,7 @@ class Solver:
             f"directory."
         )
     ckpt = self.checkpointer()
-    cell = loop.StateCell(self.state)
+    cell = loop.StateCell(self.state, self.best)
     peers_lost = False
     try:
       return loop.train(
@@ -193,18 +213,37 @@ class Solver:
           valid_freq=self.valid_freq, callback=callback,
           progress_bar=self.progress_bar, start=start, logs=logs,
           checkpointer=ckpt, validation_reference=reference,
+          validate_last=self.keep_best is not False
+          and self.method.selection_metric is not None,
       )
     except sharding.ProcessFailedError:
       peers_lost = True  # pending writes wait for the lost process: drop them
       raise
     finally:  # whatever raised: the last completed state, never a donated one
-      self.state = cell.state
+      self.state, self.best = cell.state, cell.best
       if ckpt is not None:
         ckpt.close(wait=not peers_lost)
 
+  def selected_state(self) -> Any:
+    """The state whose result training returns: with ``keep_best``, the
+    state with the run's best validated parameters (member by member; the
+    last ones where no validation scored), else the state itself."""
+    if self.keep_best is False or self.best is None:
+      return self.state
+    if self.keep_best and not np.isfinite(self.best.score).all():
+      warnings.warn(
+          "Validation could not choose the map to return (validation "
+          "batches too small to choose by, or no finite score): returning "
+          "the last state where it could not. Give validation batches of "
+          "at least 1,024 points (`keep_best=None` silences this).",
+          stacklevel=3)
+    return self.method.with_params(
+        self.state, loop.selected_params(self.method, self.state, self.best))
+
   def output(self, logs: Logs) -> Any:
-    """What training returns: the method's result for the state, with the
-    logs when ``logging`` (``(result, logs)``). A face may declare another
-    (a population returns its result, logs inside)."""
-    result = self.method.result(self.state)
+    """What training returns: the method's result for
+    :meth:`selected_state`, with the logs when ``logging`` (``(result,
+    logs)``). A face may declare another (a population returns its result,
+    logs inside)."""
+    result = self.method.result(self.selected_state())
     return (result, logs) if self.logging else result

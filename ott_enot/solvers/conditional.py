@@ -211,5 +211,6 @@ class ConditionalExpectileNeuralDual(enot_face.ENOTFace, base.Solver):
 
   def to_dual_potentials(self, finetune_g: bool = True
                         ) -> ConditionalPotentials:
-    """The learned :class:`~ott_enot.ConditionalPotentials`."""
-    return self.enot.potentials(*self.state.params, finetune_g)
+    """The learned :class:`~ott_enot.ConditionalPotentials` (of the best
+    validated parameters with ``keep_best``)."""
+    return self.enot.potentials(*self.selected_state().params, finetune_g)

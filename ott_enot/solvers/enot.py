@@ -119,6 +119,7 @@ def _enot_arguments(
     checkpoint_every: int = 1000,
     checkpoint_keep: int = 3,
     mesh: Optional[jax.sharding.Mesh] = None,
+    keep_best: Optional[bool] = None,
 ) -> Dict[str, Any]:
   """ENOT's arguments, bound (the signature documented by
   :class:`ENOTSolver`)."""
@@ -143,7 +144,7 @@ class Configuration(NamedTuple):
 
 _RUN_SETTINGS = ("num_train_iters", "valid_freq", "log_freq", "logging",
                  "progress_bar", "chunk_size", "checkpoint_dir",
-                 "checkpoint_every", "checkpoint_keep", "mesh")
+                 "checkpoint_every", "checkpoint_keep", "mesh", "keep_best")
 
 
 def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
@@ -162,6 +163,9 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
       "valid_freq", "log_freq", "chunk_size", "cost_fn", "optimizer_f",
       "optimizer_g", "conjugate_solver", "checkpoint_dir", "checkpoint_every",
       "checkpoint_keep")})
+  if not (a["keep_best"] is None or isinstance(a["keep_best"], bool)):
+    raise TypeError(
+        f"`keep_best` must be None, True or False, got {a['keep_best']!r}.")
   dim = int(a["dim_data"])
   cost_fn = costs_lib.canonical_cost(
       costs.SqEuclidean() if a["cost_fn"] is None else a["cost_fn"])
@@ -461,7 +465,8 @@ class ENOTSolver(PairFit, ENOTFace):
       (:mod:`ott_enot.training.checkpoints`, orbax): the whole training state, the
       step, the logs, after the chunk that reaches each multiple of
       ``checkpoint_every`` and after the last step, keeping the latest
-      ``checkpoint_keep`` and the one with the best validation ``w_dist``.
+      ``checkpoint_keep`` (with the run's best validated parameters so
+      far) and the one with the best validation ``fit/floor``.
       ``resume=True`` goes on from the latest.
     checkpoint_every: Steps between checkpoints.
     checkpoint_keep: How many of the latest checkpoints to keep.
@@ -471,6 +476,17 @@ class ENOTSolver(PairFit, ENOTFace):
       states are replicated, and one program is compiled for the mesh.
       ``mesh=ott_enot.batch_mesh()`` uses all devices. The batch size must be
       a multiple of the number of devices. :obj:`None`: the default device.
+    keep_best: Return the potentials of the run's best validation instead
+      of the last ones, so that more steps never make the returned map
+      worse: the latest validation whose ``fit / floor``
+      (:mod:`ott_enot.evaluation.metrics`: the map's fit at the resolution
+      of the data) is within 25 % of the run's lowest, the run's last step
+      validated too. ``solver.best`` holds its step and score
+      (``logs["selection"]`` too); ``solver.state`` stays the last state (to
+      train on). :obj:`None` (default): so where validation can score
+      (batches of at least 1,024 points), the last parameters silently
+      where it cannot; ``True``: warn where it cannot; ``False``: the last,
+      as ott.
 
   Raises:
     TypeError, ValueError: for bad arguments, before anything compiles.
@@ -509,4 +525,4 @@ class ENOTSolver(PairFit, ENOTFace):
     Returns:
       :class:`~ott_enot.ENOTPotentials`.
     """
-    return self.enot.potentials(*self.state.params, finetune_g)
+    return self.enot.potentials(*self.selected_state().params, finetune_g)

@@ -296,12 +296,16 @@ class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
     return len(self.members)
 
   def output(self, logs: base.Logs) -> PopulationResult:
-    """The trained :class:`~ott_enot.PopulationResult`, logs inside."""
-    return PopulationResult(self.method, self.state, logs, self.valid_freq)
+    """The trained :class:`~ott_enot.PopulationResult`, logs inside (each
+    member's best validated parameters with ``keep_best``)."""
+    best = (self.best.score if self.keep_best is not False and self.best is not None
+            else None)
+    return PopulationResult(self.method, self.selected_state(), logs,
+                            self.valid_freq, best)
 
   def member_potentials(
       self, i: int, state: Optional[PopulationState] = None
   ) -> ENOTPotentials:
-    """Member ``i``'s potentials (of :attr:`state` by default)."""
+    """Member ``i``'s potentials (of :meth:`selected_state` by default)."""
     return self.method.member_potentials(
-        self.state if state is None else state, i)
+        self.selected_state() if state is None else state, i)

@@ -16,8 +16,13 @@ every chunk (:meth:`Checkpointer.after_chunk`) and it decides what to write.
 Layout of ``directory``::
 
   directory/latest/<step>/   the latest ``keep`` checkpoints
-  directory/best/<step>/     the one with the best validation metric (the
-                             method's ``checkpoint_metric``; ENOT: ``w_dist``)
+  directory/best/<step>/     the state after the validation whose
+                             parameters training returns (by the method's
+                             ``selection_metric``; ENOT: ``fit/floor``)
+
+A latest checkpoint also holds the run's best validated parameters so far
+(item ``best``, their step and score in the metadata's ``selection``), so
+that a resumed run returns what the uninterrupted one would.
 
 Writes are orbax's: asynchronous (the device-to-host copy happens before
 :meth:`Checkpointer.save` returns, the file writes in the background), and
@@ -100,24 +105,23 @@ class Checkpointer:
     keep: How many of the latest checkpoints to keep.
     every: Write after the chunk of steps that reaches each multiple of
       ``every`` (and after the last step).
-    best: The validation metric by whose maximum to keep a "best"
-      checkpoint (ENOT's ``w_dist``: the dual estimate of the OT cost that
-      training maximises), written when a validation improves on it;
+    metric: The method's ``selection_metric`` (ENOT's ``fit/floor``): a
+      "best" checkpoint is written whenever the parameters training returns
+      change (the loop's :class:`~ott_enot.training.loop.Best`);
       :obj:`None`: none is kept.
   """
 
   def __init__(self, directory: Union[str, os.PathLike], *,
                signature: Dict[str, Any], keep: int = 3, every: int = 1000,
-               best: Optional[str] = "w_dist"):
+               metric: Optional[str] = "fit/floor"):
     self.directory = os.path.abspath(os.fspath(directory))
     self.signature = signature
-    self.keep, self.every, self.best = int(keep), int(every), best
+    self.keep, self.every, self.metric = int(keep), int(every), metric
     self._managers = {}
-    for kind in _KINDS if best is not None else _KINDS[:1]:
+    for kind in _KINDS if metric is not None else _KINDS[:1]:
+      # "best": the last one written (the parameters training returns)
       options = ocp.CheckpointManagerOptions(
           max_to_keep=self.keep if kind == "latest" else 1,
-          best_fn=(lambda m: m["score"]) if kind == "best" else None,
-          best_mode="max",
           enable_async_checkpointing=True,
           create=True,
           # several processes: the two managers may save one step at once;
@@ -127,26 +131,22 @@ class Checkpointer:
       )
       self._managers[kind] = ocp.CheckpointManager(
           os.path.join(self.directory, kind), options=options,
-          item_names=("state", "meta")
+          item_names=("state", "meta", "best")
       )
-    self._best_score = -np.inf
-    best_steps = checkpoint_steps(self.directory, "best") if best else ()
-    if best_steps:
-      meta = self._read_meta("best", best_steps[-1])
-      self._best_score = float(meta.get(best, -np.inf))
 
   # -- writing ----------------------------------------------------------------
 
   def after_chunk(
       self, first: int, last: int, state: Callable[[], Any], *, final: bool,
-      score: Optional[float], meta: Dict[str, Any]
+      improved: bool, best: Any, meta: Dict[str, Any]
   ) -> None:
     """Write what the policy asks for after a chunk of steps.
 
     The latest checkpoint after the chunk that reaches a multiple of
     ``every`` (``first <= k * every <= last``, ``k >= 1``) and after the last
-    step (``final``); the best one when ``score``, the chunk's last
-    validation of the ``best`` metric, beats the best so far.
+    step (``final``), with the run's best validated parameters; the best one
+    when a validation of the chunk changed the parameters training returns
+    (``improved``; one model's).
 
     Args:
       first: The chunk's first step.
@@ -154,34 +154,33 @@ class Checkpointer:
       state: Returns a copy of the state after the chunk (called only if
         something is written).
       final: Whether ``last`` is the run's last step.
-      score: The chunk's last validation of the ``best`` metric, or
+      improved: Whether a validation of the chunk changed the parameters
+        training returns.
+      best: The run's :class:`~ott_enot.training.loop.Best` so far, or
         :obj:`None`.
       meta: Metadata to write with it (``logs``, ``num_validations``).
     """
     latest = final or last // self.every > max(first - 1, 0) // self.every
-    best = (self.best is not None and score is not None
-            and np.isfinite(score) and score > self._best_score)
-    if latest or best:
-      self._save(last, state(), meta=meta, score=score, latest=latest,
-                 best=best)
+    improved = bool(improved) and self.metric is not None
+    if latest or improved:
+      self._save(last, state(), meta=meta, best=best, latest=latest,
+                 improved=improved)
 
   def _save(self, step: int, state: Any, *, meta: Dict[str, Any],
-            score: Optional[float], latest: bool, best: bool) -> None:
+            best: Any, latest: bool, improved: bool) -> None:
     """Write ``state`` after ``step`` (asynchronously)."""
-    state_dict = serialization.to_state_dict(state)
+    items = {"state": ocp.args.StandardSave(
+        serialization.to_state_dict(state))}
     meta = dict(meta, format=FORMAT, step=int(step), signature=self.signature)
-    if score is not None and self.best is not None:
-      meta[self.best] = float(score)
-    args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state_dict), meta=ocp.args.JsonSave(meta)
-    )
+    if best is not None and self.metric is not None:
+      meta["selection"] = best.as_json(self.metric)
+      items["best"] = ocp.args.StandardSave(
+          serialization.to_state_dict(best.params))
+    args = ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items)
     if latest and step not in self._managers["latest"].all_steps():
       self._managers["latest"].save(step, args=args)
-    if best:
-      self._best_score = float(score)
-      self._managers["best"].save(
-          step, args=args, metrics={"score": float(score)}, force=True
-      )
+    if improved:
+      self._managers["best"].save(step, args=args, force=True)
 
   def close(self, wait: bool = True) -> None:
     """Finish pending writes and release the managers.
@@ -247,6 +246,36 @@ class Checkpointer:
     )
     state = serialization.from_state_dict(like, restored.state)
     return state, meta
+
+  def restore_best(self, like: Any, kind: str = "latest",
+                   step: Optional[int] = None) -> Optional[Tuple[Any, Any, Any]]:
+    """The best validated parameters a checkpoint holds.
+
+    Args:
+      like: Parameters of the run's structure (the method's ``params`` of a
+        state).
+      kind: ``"latest"`` or ``"best"``.
+      step: Which checkpoint; default the newest of ``kind``.
+
+    Returns:
+      ``(step, score, params, lowest)`` (the validation's step and score,
+      the parameters like ``like``, the lowest score so far), or :obj:`None`
+      for a checkpoint without them (no validation before it, or an older
+      format).
+    """
+    step = _find_step(self.directory, kind, step)
+    selection = self._read_meta(kind, step).get("selection")
+    if selection is None or self.metric not in selection or not os.path.isdir(
+        os.path.join(self.directory, kind, str(step), "best")):
+      return None
+    target = jax.tree.map(
+        ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(like))
+    restored = self._managers[kind].restore(
+        step, args=ocp.args.Composite(best=ocp.args.StandardRestore(target)))
+    params = serialization.from_state_dict(like, restored.best)
+    score = np.asarray(selection[self.metric], np.float64)
+    return (np.asarray(selection["step"]), score, params,
+            np.asarray(selection.get("lowest", score), np.float64))
 
 
 def _find_step(directory: Union[str, os.PathLike], kind: str,

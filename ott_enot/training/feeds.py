@@ -137,20 +137,35 @@ class SamplerBatches(ChunkBatches):
   """Batches from a pure ``sampler(key) -> (x[n, d], y[n, d])`` (or ``(x, y,
   cond[n, k])`` for a conditional model) on the device.
 
-  Step ``k`` uses ``batch_key(key, TRAIN, k)``, validation ``count``
-  ``batch_key(key, VALID, count)`` (:func:`~ott_enot.data.sampling.batch_key`:
-  ``fold_in(fold_in(key, split), index)``). The sampler is a static field:
-  calls with the same function reuse the compiled program.
+  Step ``k`` uses ``batch_key(key, TRAIN, k)``; validation ``count`` the
+  ``valid_draws`` batches of ``batch_key(key, VALID, count * valid_draws +
+  j)`` (:func:`~ott_enot.data.sampling.batch_key`: ``fold_in(fold_in(key,
+  split), index)``), concatenated. The sampler and the number of draws are
+  static fields: calls with the same function reuse the compiled program.
   """
   key: jax.Array
   sampler: Callable[[jax.Array], Batch] = struct.field(pytree_node=False)
+  valid_draws: int = struct.field(pytree_node=False, default=1)
+
+  @classmethod
+  def of(cls, key: jax.Array, sampler: Callable[[jax.Array], Batch],
+         points: Optional[int] = None) -> "SamplerBatches":
+    """Batches of ``sampler`` whose validation batches hold at least
+    ``points`` rows (whole draws of the sampler; :obj:`None`:
+    :data:`~ott_enot.data.sampling.VALID_POINTS`)."""
+    points = sampling.VALID_POINTS if points is None else int(points)
+    rows = jax.eval_shape(sampler, key)[0].shape[0]
+    return cls(key, sampler, max(1, -(-points // rows)))
 
   def train_batch(self, i, step):  # noqa: D102
     del i
     return self.sampler(sampling.batch_key(self.key, sampling.TRAIN, step))
 
   def valid_batch(self, count):  # noqa: D102
-    return self.sampler(sampling.batch_key(self.key, sampling.VALID, count))
+    draws = [self.sampler(sampling.batch_key(
+        self.key, sampling.VALID, count * self.valid_draws + j))
+             for j in range(self.valid_draws)]
+    return tuple(jnp.concatenate(parts) for parts in zip(*draws))
 
 
 @jax.jit

@@ -112,7 +112,7 @@ def feed_for(
   if callable(data) and not isinstance(data, _STREAMS):
     checks.check_sampler(data, spec.dim, spec.dim_cond)
     return feeds.DeviceFeed(
-        feeds.SamplerBatches(batches_key, data), spec.dim, spec.domain,
+        feeds.SamplerBatches.of(batches_key, data), spec.dim, spec.domain,
         check_sampler=True, dim_cond=spec.dim_cond,
         batch_name="The batch size of the sampler's batches"
     )

@@ -47,6 +47,7 @@ from ott_enot.training.method import TrainingMethod
 from ott_enot.training.state import (
     TrainingDivergedError,
     TrainState,
+    expand_flag as _expand,
     guarded_step,
     restart,
 )
@@ -60,6 +61,8 @@ __all__ = [
     "validation_reference",
     "validate",
     "StateCell",
+    "Best",
+    "selected_params",
     "new_logs",
     "train",
     "chunk_programs_compiled",
@@ -319,18 +322,101 @@ _validation_reference = jax.jit(validation_reference,
 _validate = jax.jit(validate, static_argnames=("method", "grouped"))
 
 
+class Best(NamedTuple):
+  """The validated parameters training returns, so far: those of the latest
+  validation whose score was within the method's ``selection_tolerance`` of
+  the lowest score until then (member by member for a state of members).
+
+  The latest near-best rather than the lowest: scores carry the sampling
+  noise of their validation batch, so among scores within the noise the
+  later parameters (more steps, a smaller learning rate) are kept; an
+  earlier state is returned only when it validated clearly better.
+
+  Attributes:
+    step: The step after which they were validated (an int, or ``[members]``
+      ints).
+    score: Their score (a float, or ``[members]``; ``inf`` for a member
+      that has no finite score yet).
+    params: The method's parameters after that step (a copy that no
+      computation owns).
+    lowest: The lowest score so far (a float, or ``[members]``).
+  """
+  step: Any
+  score: Any
+  params: Any
+  lowest: Any
+
+  def as_json(self, metric: str) -> Dict[str, Any]:
+    """``{"step": ..., metric: ..., "lowest": ...}`` (for logs and
+    checkpoints)."""
+    value = lambda a: np.asarray(a, np.float64).tolist()
+    return {"step": np.asarray(self.step).tolist(), metric: value(self.score),
+            "lowest": value(self.lowest)}
+
+
+@jax.jit
+def _kept_copy(params: Any) -> Any:
+  # a copy of validated parameters that no later chunk owns
+  return jax.tree.map(jnp.copy, params)
+
+
+@jax.jit
+def _kept_members(keep: jnp.ndarray, new: Any, old: Any) -> Any:
+  # member by member: the new parameters where they are kept
+  return jax.tree.map(lambda n, o: jnp.where(_expand(keep, n), n, o), new,
+                      old)
+
+
+def _selected(best: Optional[Best], step: int, score: Any, params: Any,
+              tolerance: float) -> Best:
+  """``best`` after a validation of ``params`` after ``step``: they are kept
+  where their score is within ``tolerance`` (relative) of the lowest so far,
+  this one included; the same object when nothing is kept."""
+  score = np.where(np.isfinite(score), np.asarray(score, np.float64), np.inf)
+  if best is None:
+    return Best(np.full(score.shape, step), score, _kept_copy(params), score)
+  lowest = np.minimum(best.lowest, score)
+  keep = np.isfinite(score) & (score <= lowest + tolerance * np.abs(lowest))
+  if not keep.any():
+    return best if (lowest == best.lowest).all() else best._replace(
+        lowest=lowest)
+  params = (_kept_copy(params) if keep.all() else
+            _kept_members(keep, params, best.params))
+  return Best(np.where(keep, step, best.step), np.where(keep, score,
+                                                         best.score),
+              params, lowest)
+
+
+def selected_params(method: TrainingMethod, state: TrainState,
+                    best: Optional[Best]) -> Any:
+  """The parameters a face returns: the best validated ones where a finite
+  score selected them (member by member), else the state's own."""
+  current = method.params(state)
+  if best is None:
+    return current
+  finite = np.isfinite(best.score)
+  if finite.all():
+    return best.params
+  if not finite.any():
+    return current
+  return _kept_members(finite, best.params, current)
+
+
 class StateCell:
-  """The newest training state that no pending computation owns.
+  """The newest training state that no pending computation owns, and the
+  run's best validated parameters.
 
   :func:`train` rebinds :attr:`state` right after each chunk is dispatched
   (the input state is donated to the chunk, the output is the new state), so
   whatever raises during training, :attr:`state` is the state after the last
-  completed chunk and never a donated buffer. The solver assigns it back in
-  one place, in a ``finally``.
+  completed chunk and never a donated buffer; :attr:`best` is the
+  :class:`Best` of the validations so far (copies), or :obj:`None`. The
+  solver assigns both back in one place, in a ``finally``.
   """
 
-  def __init__(self, state: TrainState):
+  def __init__(self, state: TrainState, best: Optional[Best] = None):
     self.state = state
+    self.best = best
     self.verified = None  # several processes: the last complete chunk's
 
 
@@ -443,8 +529,10 @@ class _Validation:
 
   def __init__(self, feed: Feed, config: LoopConfig, valid_freq: int,
                num_train_iters: int, start: int,
-               reference: Optional[List[Any]] = None):
+               reference: Optional[List[Any]] = None,
+               validate_last: bool = False):
     self.feed, self.config, self.freq = feed, config, valid_freq
+    self.last, self.validate_last = num_train_iters - 1, validate_last
     self.method = config.method
     self.groups = feed.validation_groups
     self.enabled = num_train_iters > valid_freq
@@ -540,14 +628,16 @@ class _Validation:
     self._compiling.start()
 
   def after_chunk(self, chunk: Chunk, state: TrainState,
-                  snapshots: Any, logs: Logs) -> Optional[float]:
-    """Validate after the chunk's validation steps; the last value of the
-    method's ``checkpoint_metric`` (``None`` if none ran, or not a
-    scalar)."""
+                  snapshots: Any, logs: Logs, cell: StateCell) -> bool:
+    """Validate after the chunk's validation steps, keeping the best
+    validated parameters in ``cell.best`` (and their step and score in
+    ``logs["selection"]``); whether they improved (a "best" checkpoint is
+    due: one model's)."""
     inner = self.inner_steps(chunk)
-    steps = inner + ([chunk.hi] if chunk.hi and chunk.hi % self.freq == 0
-                     else [])
-    score = None
+    at_end = chunk.hi and (chunk.hi % self.freq == 0 or (
+        self.validate_last and chunk.hi == self.last))
+    steps = inner + ([chunk.hi] if at_end else [])
+    metric, improved = self.method.selection_metric, False
     for k in steps:
       if k == chunk.hi:
         params = self.method.params(state)
@@ -564,10 +654,16 @@ class _Validation:
         row = _per_condition(logs, self.groups, row)
       for key, values in logs["valid_logs"].items():
         values.append(_value(row[key]))
-      metric = self.method.checkpoint_metric
-      score = (float(row[metric]) if metric is not None
-               and np.ndim(row[metric]) == 0 else None)
-    return score
+      if metric is not None:
+        best = _selected(cell.best, k, self.method.selection_score(row),
+                         params, self.method.selection_tolerance)
+        if best is not cell.best:
+          improved |= cell.best is None or np.any(best.step != cell.best.step)
+          cell.best = best
+          if np.isfinite(best.score).any():
+            logs["selection"] = best.as_json(metric)
+    return (improved and np.ndim(cell.best.score) == 0
+            and bool(np.isfinite(cell.best.score)))
 
 
 def _per_condition(logs: Logs, groups: Any,
@@ -624,6 +720,7 @@ def train(
     logs: Optional[Logs] = None,
     checkpointer: Optional[Any] = None,
     validation_reference: Optional[List[Any]] = None,
+    validate_last: bool = False,
 ) -> Logs:
   """Run steps ``start, ..., num_train_iters - 1`` of the config's method in
   chunks, ott's schedule.
@@ -655,6 +752,8 @@ def train(
       checkpoint's ``validation_reference``: leaves as lists), so that it
       validates as the uninterrupted run; default: computed on the run's
       first validation batch.
+    validate_last: Validate after the run's last step too (when validation
+      runs at all), so that the last parameters compete for ``cell.best``.
 
   Returns:
     The logs, laid out as ott's.
@@ -673,7 +772,7 @@ def train(
   if not chunks:
     return logs
   validation = _Validation(feed, config, valid_freq, num_train_iters, start,
-                           validation_reference)
+                           validation_reference, validate_last)
   feed.prepare(config.parallel, validation=validation.enabled)
   cell.state = _restart(config.parallel.replicate(cell.state), start)
   with _Progress(num_train_iters, start, progress_bar) as progress, \
@@ -701,11 +800,11 @@ def train(
         raise TrainingDivergedError(done, method.result(state), logs,
                                     method.divergence_advice)
       progress.update(chunk, metrics)
-      score = validation.after_chunk(chunk, state, snapshots, logs)
+      improved = validation.after_chunk(chunk, state, snapshots, logs, cell)
       if checkpointer is not None:
         checkpointer.after_chunk(
             chunk.lo, chunk.hi, kept, final=chunk.hi == num_train_iters - 1,
-            score=score,
+            improved=improved, best=cell.best,
             meta={"logs": logs, "num_validations": validation.count,
                   "validation_reference": validation.saved_reference()},
         )

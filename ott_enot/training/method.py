@@ -39,8 +39,14 @@ class TrainingMethod(Protocol):
       :meth:`log_row` returns).
     valid_log_keys: The keys of ``logs["valid_logs"]`` (a subset of what
       :meth:`validate` returns).
-    checkpoint_metric: A scalar of :meth:`validate` by whose maximum the
-      checkpointer keeps a "best" checkpoint, or :obj:`None`.
+    selection_metric: The name of :meth:`selection_score` (``"fit/floor"``
+      for ENOT), or :obj:`None` for a method whose validations select
+      nothing. By its minimum the engine keeps the run's best validated
+      parameters (:class:`~ott_enot.training.loop.Best`, what the face
+      returns) and the "best" checkpoint.
+    selection_tolerance: The relative noise of :meth:`selection_score`:
+      the latest validation within it of the lowest score is kept (ENOT:
+      0.25).
     divergence_advice: What to try when the method diverges (for the
       :class:`~ott_enot.TrainingDivergedError` message).
     data_spec: What its data must be
@@ -52,7 +58,8 @@ class TrainingMethod(Protocol):
   phases: int
   train_log_keys: Tuple[str, ...]
   valid_log_keys: Tuple[str, ...]
-  checkpoint_metric: Any
+  selection_metric: Any
+  selection_tolerance: float
   divergence_advice: str
   data_spec: Any
 
@@ -91,6 +98,15 @@ class TrainingMethod(Protocol):
                reference: Any) -> Dict[str, jnp.ndarray]:
     """Validation metrics of ``params`` on one batch (pure), with the run's
     :meth:`validation_reference`."""
+
+  def selection_score(self, metrics: Dict[str, Any]) -> Any:
+    """The score of one validation (host values of :meth:`validate`'s
+    metrics), lower is better: a scalar, or ``[members]`` for a state of
+    members (each member selected on its own)."""
+
+  def with_params(self, state: TrainState, params: Any) -> TrainState:
+    """``state`` with the parameters ``params`` (of :meth:`params`): what the
+    face turns into its result for the best validated parameters."""
 
   def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
     """The row of ``logs["train_logs"]`` for ``step`` (host values)."""

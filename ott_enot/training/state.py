@@ -31,6 +31,7 @@ __all__ = [
     "all_finite",
     "guarded_step",
     "restart",
+    "expand_flag",
 ]
 
 Params = Any
@@ -117,7 +118,7 @@ def all_finite(loss: jnp.ndarray, params: Params) -> jnp.ndarray:
   return check(loss, params)
 
 
-def _expand(flag: jnp.ndarray, leaf: jnp.ndarray) -> jnp.ndarray:
+def expand_flag(flag: jnp.ndarray, leaf: jnp.ndarray) -> jnp.ndarray:
   """``flag`` ``[members]`` (or a scalar) broadcastable against ``leaf``."""
   if not flag.ndim:
     return flag  # a scalar broadcasts as it is (no op per leaf to compile)
@@ -153,7 +154,7 @@ def guarded_step(
   finite = all_finite(metrics.loss, params_of(new))
   live = active & ~state.diverged
   apply = live & finite
-  kept = jax.tree.map(lambda n, o: jnp.where(_expand(apply, n), n, o), new,
+  kept = jax.tree.map(lambda n, o: jnp.where(expand_flag(apply, n), n, o), new,
                       state)
   return kept.with_progress(
       state.step + apply.astype(jnp.int32), state.diverged | (live & ~finite)
