@@ -224,13 +224,20 @@ class Solver:
       if ckpt is not None:
         ckpt.close(wait=not peers_lost)
 
+  def kept_best(self) -> Optional[loop.Best]:
+    """The run's :class:`~ott_enot.training.loop.Best` that the result is
+    chosen by: :obj:`None` with ``keep_best=False`` or before any
+    validation."""
+    return None if self.keep_best is False else self.best
+
   def selected_state(self) -> Any:
     """The state whose result training returns: with ``keep_best``, the
     state with the run's best validated parameters (member by member; the
     last ones where no validation scored), else the state itself."""
-    if self.keep_best is False or self.best is None:
+    best = self.kept_best()
+    if best is None:
       return self.state
-    if self.keep_best and not np.isfinite(self.best.score).all():
+    if self.keep_best and not np.isfinite(best.score).all():
       warnings.warn(
           "Validation could not choose the map to return (validation "
           "batches too small to choose by, or no finite score): returning "
@@ -238,7 +245,7 @@ class Solver:
           "at least 1,024 points (`keep_best=None` silences this).",
           stacklevel=3)
     return self.method.with_params(
-        self.state, loop.selected_params(self.method, self.state, self.best))
+        self.state, loop.selected_params(self.method, self.state, best))
 
   def output(self, logs: Logs) -> Any:
     """What training returns: the method's result for

@@ -298,10 +298,10 @@ class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
   def output(self, logs: base.Logs) -> PopulationResult:
     """The trained :class:`~ott_enot.PopulationResult`, logs inside (each
     member's best validated parameters with ``keep_best``)."""
-    best = (self.best.score if self.keep_best is not False and self.best is not None
-            else None)
+    best = self.kept_best()
     return PopulationResult(self.method, self.selected_state(), logs,
-                            self.valid_freq, best)
+                            self.valid_freq,
+                            None if best is None else best.score)
 
   def member_potentials(
       self, i: int, state: Optional[PopulationState] = None

@@ -248,7 +248,8 @@ class Checkpointer:
     return state, meta
 
   def restore_best(self, like: Any, kind: str = "latest",
-                   step: Optional[int] = None) -> Optional[Tuple[Any, Any, Any]]:
+                   step: Optional[int] = None
+                   ) -> Optional[Tuple[Any, Any, Any, Any]]:
     """The best validated parameters a checkpoint holds.
 
     Args:
