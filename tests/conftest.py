@@ -4,67 +4,112 @@ import tempfile
 from typing import Iterator
 
 # Test programs are tiny and run a few steps: their time is XLA's compile, not
-# their execution. LLVM's cheaper pipeline cuts the suite's CPU time (on
-# tests/test_solver.py: 92 -> 78 s user, same results); the code under test is
-# the same. Set before JAX starts, and inherited by the tests' child processes
-# (the mesh child, the multi-process pair, the tutorial's kernel).
+# their execution (tests/test_training.py: 390 programs, 85 of its 120 s).
+# XLA:CPU's cheaper pipeline cuts the suite's CPU time; the code under test
+# is the same: LLVM without its expensive passes at optimisation level 0
+# (tests/test_solver.py: 92 -> 78 s user), the elemental emitters instead of
+# the MLIR fusion emitters, and each module compiled as one LLVM module rather
+# than split for parallel codegen on cores the other workers use
+# (tests/test_population.py 72 -> 41 s, tests/test_training.py 165 -> 95 s
+# user; 2-core CPU). Set before JAX starts, and inherited by the tests' child
+# processes (the mesh child, the multi-process pair, the SIGKILLed run, the
+# tutorial's kernel). Tests whose time is execution use `optimised`.
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (
     os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
-    "--xla_llvm_disable_expensive_passes=true")))
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_cpu_parallel_codegen_split_count=1")))
 
-import jax  # noqa: E402  (after XLA_FLAGS)
-import numpy as np
-import jax.numpy as jnp
-import matplotlib
-import pytest
-from hypothesis import settings
+# Many tests build fresh solvers whose programs are identical; a persistent
+# compilation cache (one per test session) compiles each program once. Set
+# as JAX's environment variables before JAX starts, so that every process of
+# the session shares it: pytest-xdist's workers (the directory is made once,
+# by the process that starts the session) and the tests' children (the mesh
+# child, the multi-process pair, the SIGKILLed run and its resumer, the
+# tutorial's kernel), which compile the programs of this process.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="jaxcc-"))
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
-from ott.tools.gaussian_mixture import gaussian
+import jax  # noqa: E402  (after XLA_FLAGS and the cache's variables)
+import numpy as np  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from ott.tools.gaussian_mixture import gaussian  # noqa: E402
 
 matplotlib.use("Agg")
 
-# Many tests build fresh solvers whose programs are identical; a persistent
-# compilation cache (one per test session) compiles each program once.
-# The directory is made once by the pytest process that starts the session and
-# inherited by pytest-xdist's workers, so that they share it.
-jax.config.update(
-    "jax_compilation_cache_dir",
-    os.environ.setdefault(
-        "OTT_ENOT_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="jaxcc-")
-    ),
-)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
 # Validation batches the package draws itself hold 2,048 points (enough to
-# choose the returned map by); the suite's tiny runs validate on 256 (as
-# many as the tests' batches held before: the fit's Sinkhorn solves at
-# 1,024-point halves dominate a test at XLA's cheap optimisation level).
-# Tests of the choice itself restore the default (`valid_points_default`).
+# choose the returned map by); the suite's tiny runs validate on 256 (the
+# fit's Sinkhorn solves on 1,024-point halves would dominate a test at XLA's
+# cheap optimisation level). Tests of the choice itself and of the "best"
+# checkpoint validate on the fewest points that choose
+# (`selection_valid_points`). The size travels to the tests' children in
+# the environment (`suite_child.py` reads it).
 from ott_enot.data import sampling as _sampling  # noqa: E402
+from ott_enot.methods import enot as _enot  # noqa: E402
 
-VALID_POINTS_DEFAULT = _sampling.VALID_POINTS
-_sampling.VALID_POINTS = 256
+from suite_child import VALID_POINTS_ENV  # noqa: E402
+
+SUITE_VALID_POINTS = 256
+_sampling.VALID_POINTS = SUITE_VALID_POINTS
+os.environ[VALID_POINTS_ENV] = str(SUITE_VALID_POINTS)
+
+
+#: XLA's full pipeline, for the few test computations whose time is their
+#: execution, not their compile: Sinkhorn solves on 1,000s of points (the
+#: references and fits that judge a trained map), 3x faster than at the
+#: suite's cheap pipeline (1,024 points, 1,540 iterations: 12.2 -> 3.9 s).
+OPTIMISED = {"xla_backend_optimization_level": 3,
+             "xla_llvm_disable_expensive_passes": False,
+             "xla_cpu_use_fusion_emitters": True}
+
+
+def optimised(fun=None, **jit_kwargs):
+  """``jax.jit`` with XLA's full pipeline (:data:`OPTIMISED`); a decorator
+  too."""
+  if fun is None:
+    return lambda f: optimised(f, **jit_kwargs)
+  return jax.jit(fun, compiler_options=OPTIMISED, **jit_kwargs)
+
+
+def child_env(**overrides: str) -> dict:
+  """The environment of a test's child process: this one's (XLA's flags,
+  the compilation cache, the validation size) with the tests' folder on the
+  path (``import suite_child``), and ``overrides``."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  env = dict(os.environ, **overrides)
+  env["PYTHONPATH"] = os.pathsep.join(
+      [here] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+  return env
 
 
 @pytest.fixture(scope="module")
-def valid_points_default():
-  """The package's own validation size (2,048), for a module's tests of the
-  choice (or whose processes compare with the package's defaults)."""
+def selection_valid_points():
+  """Validation batches of the fewest points that choose the returned map
+  (``methods.enot.SELECTION_POINTS``, 1,024), for a module's tests of the
+  choice and of the "best" checkpoint, in this process and its children."""
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(_sampling, "VALID_POINTS", VALID_POINTS_DEFAULT)
-    yield
+    patch.setattr(_sampling, "VALID_POINTS", _enot.SELECTION_POINTS)
+    patch.setenv(VALID_POINTS_ENV, str(_enot.SELECTION_POINTS))
+    yield _enot.SELECTION_POINTS
+
 
 # The longest modules first (measured, longest processing time first):
 # pytest-xdist (`--dist loadscope`) hands modules to free workers in
 # collection order, so a long module collected last would run alone at the
 # end while the other worker idles.
 _LONGEST_FIRST = (
-    "test_cost_properties.py", "test_enot_costs.py", "test_multiprocess.py",
-    "test_tutorial.py",
-    "test_dropin.py", "test_training.py", "test_checkpoints.py",
-    "test_solver.py", "test_sharding.py", "test_population.py",
-    "test_conditional.py", "test_methods.py", "test_data.py",
+    "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
+    "test_cost_properties.py", "test_dropin.py", "test_multiprocess.py",
+    "test_checkpoints.py", "test_training.py", "test_solver.py",
+    "test_data.py", "test_conditional.py", "test_selection.py",
+    "test_metrics.py", "test_programs.py", "test_population.py",
+    "test_demo.py", "test_w2bench.py",
 )
 
 

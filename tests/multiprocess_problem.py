@@ -1,6 +1,7 @@
 """The problem of tests/test_multiprocess.py, shared by the test (the
 one-process references) and tests/multiprocess_child.py (the processes)."""
 
+import suite_child  # noqa: F401  (the suite's validation size, in a child)
 import jax
 import numpy as np
 from ott.neural.networks import potentials as P

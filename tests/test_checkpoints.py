@@ -16,13 +16,13 @@ import ott_enot
 from ott_enot.methods.enot import SELECTION_TOLERANCE
 from ott_enot.training import checkpoints
 
-from conftest import kept_validation  # noqa: E402
+from conftest import child_env, kept_validation  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _package_validation_size(valid_points_default):
-  """Validation batches of the package's own size: choosing the returned
-  map needs 1,024 points or more (and spawned processes use the default)."""
+def _validation_that_chooses(selection_valid_points):
+  """Validation batches that choose the returned map (the "best"
+  checkpoint), here and in the children."""
 
 
 DIM, BATCH, STEPS, EVERY, CHUNK = 2, 32, 240, 40, 20
@@ -50,6 +50,8 @@ SCRIPT = textwrap.dedent(f"""
           progress_bar=False, chunk_size={CHUNK}, checkpoint_dir=directory,
           checkpoint_every=every, checkpoint_keep=2)
 """)
+# the children's first line: validate as this module does
+CHILD_HEAD = "import suite_child\n"
 namespace = {}
 exec(SCRIPT, namespace)  # pylint: disable=exec-used
 make_solver, sampler = namespace["make_solver"], namespace["sampler"]
@@ -72,12 +74,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
 ):
   """A run killed after two checkpoints, resumed in a new process."""
   directory = tmp_path / "run"
-  child = SCRIPT + textwrap.dedent(f"""
+  child = CHILD_HEAD + SCRIPT + textwrap.dedent(f"""
       import time
       solver = make_solver({str(directory)!r})
       solver.fit(sampler, callback=lambda step, pots: time.sleep(0.4))
   """)
-  proc = subprocess.Popen([sys.executable, "-c", child])
+  proc = subprocess.Popen([sys.executable, "-c", child], env=child_env())
   try:
     deadline = time.time() + 240
     while len(checkpoints.checkpoint_steps(directory)) < 2:
@@ -93,7 +95,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
   saved = checkpoints.checkpoint_steps(directory)
   assert saved and saved[-1] < STEPS - 1  # killed mid-run
 
-  resumer = SCRIPT + textwrap.dedent(f"""
+  resumer = CHILD_HEAD + SCRIPT + textwrap.dedent(f"""
       import numpy as np, sys
       solver = make_solver({str(directory)!r})
       meta_step = max(ott_enot.training.checkpoints.checkpoint_steps({str(directory)!r}))
@@ -108,7 +110,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
                floor=np.asarray(logs["valid_logs"]["floor"]),
                *[np.asarray(l) for l in leaves])
   """)
-  subprocess.run([sys.executable, "-c", resumer], check=True, timeout=300)
+  subprocess.run([sys.executable, "-c", resumer], check=True, timeout=300,
+                 env=child_env())
   full, full_logs, _ = uninterrupted
   with np.load(tmp_path / "resumed.npz") as out:
     assert int(out["meta_step"]) < STEPS - 1

@@ -23,13 +23,8 @@ import numpy as np
 import pytest
 
 import multiprocess_problem as problem
+from conftest import child_env
 import ott_enot
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _package_validation_size(valid_points_default):
-  """Validation batches of the package's own size: choosing the returned
-  map needs 1,024 points or more (and spawned processes use the default)."""
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,10 +40,10 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _processes(workdir: str, count: int = 2):
   """Start ``count`` processes of the child; on exit kill what is left."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
-             PYTHONPATH=os.pathsep.join(
-                 [HERE] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-  env.pop("XLA_FLAGS", None)  # one device per process
+  # one device per process (XLA's cheap pipeline, as conftest sets it, kept)
+  env = child_env(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", XLA_FLAGS=" ".join(
+      flag for flag in os.environ.get("XLA_FLAGS", "").split()
+      if not flag.startswith("--xla_force_host_platform_device_count")))
   port = str(_free_port())
   procs = []
   try:

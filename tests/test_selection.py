@@ -23,13 +23,12 @@ from conftest import kept_validation  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _package_validation_size(valid_points_default):
-  """Validation batches of the package's own size: choosing the returned
-  map needs 1,024 points or more (and spawned processes use the default)."""
+def _validation_that_chooses(selection_valid_points):
+  """Validation batches that choose the returned map."""
 
 
 STEPS, VALID, BATCH, N = 976, 150, 128, 6000  # validations 150, ..., 975
-HELD_OUT = 0.2  # 1,200 held-out points: validation batches of 9 x 128
+HELD_OUT = 0.2  # 1,200 held-out points: validation batches of 8 x 128
 
 
 def _settings(steps):
@@ -85,7 +84,8 @@ def test_returns_the_best_validation_and_keeps_the_last_state():
   batch = lambda k: stream.valid_step(
       jax.random.fold_in(jax.random.key(1), 1), k)
   x, y = batch(chosen)
-  assert x.shape == (BATCH * 9, 3)  # distinct held-out points
+  # distinct held-out points: as many whole batches as fit in 1,024
+  assert x.shape == (BATCH * 8, 3)
   reference = metrics.fit_reference(batch(0)[1])  # the run's, once
   fit = metrics.fit_at(returned.transport(x), y, reference).fit
   np.testing.assert_allclose(float(fit / reference.floor), scores[chosen],

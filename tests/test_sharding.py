@@ -16,12 +16,14 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import child_env
+
 D, N, WIDTH, STEPS = 3, 64, 24, 200
 
 CHILD = f"""
 import json, os, re, sys
 import jax, jax.numpy as jnp, numpy as np
-jax.config.update("jax_compilation_cache_dir", os.environ["OTT_ENOT_TEST_JAX_CACHE"])
+import suite_child  # the suite's validation size
 import ott_enot
 from ott_enot import data
 from ott_enot.training import feeds, loop
@@ -170,11 +172,8 @@ json.dump(out, sys.stdout)
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (
-      env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-  )
-  env["JAX_PLATFORMS"] = "cpu"
+  env = child_env(JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get(
+      "XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
   proc = subprocess.run(
       [sys.executable, "-c", CHILD, str(tmp_path_factory.mktemp("mesh"))], env=env, capture_output=True, text=True,
       timeout=600, check=False

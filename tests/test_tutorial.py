@@ -42,12 +42,9 @@ def test_stored_notebook_has_outputs_of_a_full_run(stored):
 def test_notebook_runs_in_short_mode(monkeypatch, tmp_path):
   nb = nbformat.read(NOTEBOOK, as_version=4)
   # the kernel inherits the environment: short mode, and the suite's
-  # persistent compilation cache (programs the notebook repeats compile once)
+  # persistent compilation cache (conftest.py; programs the notebook repeats
+  # compile once)
   monkeypatch.setenv("OTT_ENOT_TUTORIAL_SHORT", "1")
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR",
-                     os.environ["OTT_ENOT_TEST_JAX_CACHE"])
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   NotebookClient(
       nb, timeout=600, kernel_name="python3",
       resources={"metadata": {"path": str(tmp_path)}}

@@ -775,6 +775,9 @@ def train(
                            validation_reference, validate_last)
   feed.prepare(config.parallel, validation=validation.enabled)
   cell.state = _restart(config.parallel.replicate(cell.state), start)
+  if cell.best is not None:  # restored from a checkpoint: placed as the state
+    cell.best = cell.best._replace(
+        params=config.parallel.replicate(cell.best.params))
   with _Progress(num_train_iters, start, progress_bar) as progress, \
       validation, _peers_watched(cell, config.parallel):
     batches = feed.batches(chunks[0].steps, chunks[0].first,
