@@ -100,9 +100,11 @@ def selection_valid_points():
 
 
 # The longest modules first (measured, longest processing time first):
-# pytest-xdist (`--dist loadscope`) hands modules to free workers in
-# collection order, so a long module collected last would run alone at the
-# end while the other worker idles.
+# pytest-xdist (`--dist loadscope --no-loadscope-reorder`, pyproject.toml)
+# hands modules to free workers in collection order, so a long module
+# collected last would run alone at the end while the other worker idles
+# (xdist's default order, by number of tests, started the tutorial's one
+# long test 12 minutes into a 15-minute run).
 _LONGEST_FIRST = (
     "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
     "test_cost_properties.py", "test_dropin.py", "test_multiprocess.py",
