@@ -1,5 +1,4 @@
 """The tutorial notebook runs, in short mode, and is stored with its outputs."""
-import os
 import pathlib
 
 import nbformat
