@@ -45,7 +45,11 @@ Glossary (one word per concept, used everywhere):
 import importlib
 from typing import Any
 
-from ott_enot import _legacy
+from ott_enot import versions
+
+versions.check_ott()  # before anything imports ott's neural API
+
+from ott_enot import _legacy  # noqa: E402  pylint: disable=wrong-import-position
 from ott_enot import (
     checks,
     costs,
@@ -68,6 +72,7 @@ from ott_enot.methods import PopulationResult
 from ott_enot.model import (
     ConditionalMLP,
     ConditionalPotentials,
+    NNXNetwork,
     ENOTPotentials,
     ExpectileConjugateSolver,
     enot_loss,
@@ -98,6 +103,7 @@ __all__ = [
     "ConditionalPotentials",
     "ConditionalStream",
     "ConditionalMLP",
+    "NNXNetwork",
     "ENOTPopulation",
     "PopulationResult",
     "ExpectileConjugateSolver",

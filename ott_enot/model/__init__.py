@@ -8,7 +8,8 @@ potentials read) and the costs; below the training methods. Files:
   :class:`TransportModel`, one class per parameterisation (:class:`Twist`,
   :class:`Correlation`, :class:`Direct`), the one lookup by name;
 - :mod:`~ott_enot.model.networks`: how networks take points and conditions,
-  the default networks, :class:`ConditionalMLP`;
+  Linen and NNX networks (:class:`NNXNetwork`, :func:`as_network`), the
+  default networks, :class:`ConditionalMLP`;
 - :mod:`~ott_enot.model.losses`: the expectile loss and ENOT's objective;
 - :mod:`~ott_enot.model.conjugate`: :class:`ExpectileConjugateSolver`;
 - :mod:`~ott_enot.model.potentials`: :class:`ENOTPotentials`,
@@ -27,6 +28,8 @@ from ott_enot.model.networks import (
     CONDITIONING,
     ConditionalMLP,
     NetworkInputs,
+    NNXNetwork,
+    as_network,
     default_network,
 )
 from ott_enot.model.parameterisations import (
@@ -51,6 +54,8 @@ __all__ = [
     "resolve_parameterisation",
     "check_networks",
     "NetworkInputs",
+    "NNXNetwork",
+    "as_network",
     "CONDITIONING",
     "default_network",
     "ConditionalMLP",

@@ -11,22 +11,38 @@ gives each row its condition ``cond[n, k]``, in one of two ways
 - ``"film"``: ``module(x[n, d], cond[n, k])``; :class:`ConditionalMLP` is the
   default there, and any module with that signature can be passed.
 
+A network is a Linen module (``flax.linen.Module``) or a Flax NNX one
+(``flax.nnx.Module``, the API new flax code and ott-jax's main branch use).
+An NNX module is split once (:func:`as_network`) into its structure, a
+static :class:`NNXNetwork` compared by its ``nnx.GraphDef``, and its
+parameters, a pytree (nested dicts of arrays with string keys) that lives in
+the training state like Linen parameters do, so that every part (the
+parameterisations, populations, checkpoints, the mesh) sees one kind of
+parameters. An :class:`NNXNetwork` is called as a Linen module is
+(``init(rng, *inputs) -> {"params": ...}``, ``apply({"params": p},
+*inputs)``).
+
 :class:`NetworkInputs` is the one place that calls a network; gradients (the
 twist maps) are taken in :math:`x` at fixed condition.
 :func:`default_network` is the one place that chooses the default networks.
 """
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 
 from flax import linen as nn
+from flax import nnx
 from ott.neural.networks import potentials as ott_potentials
 
 __all__ = [
     "CONDITIONING",
+    "Network",
+    "NNXNetwork",
+    "as_network",
+    "with_params",
     "NetworkInputs",
     "default_network",
     "ConditionalMLP",
@@ -38,6 +54,170 @@ CONDITIONING: Tuple[str, ...] = ("concat", "film")
 DEFAULT_HIDDEN: Tuple[int, ...] = (128, 128, 128, 128)
 
 Params = Any
+
+
+def _string_keys(tree: Any) -> Any:
+  """Nested dicts with every key a string (``nnx.List`` items have integer
+  keys; checkpoints and :mod:`flax.serialization` write strings)."""
+  if isinstance(tree, dict):
+    return {str(k): _string_keys(v) for k, v in tree.items()}
+  return tree
+
+
+def _parameters(module: nnx.Module, arg: str) -> Tuple[Any, Params]:
+  """``(graphdef, params)`` of an NNX module: its structure and its
+  ``nnx.Param`` values (the module's own arrays: copy them before they go
+  into a training state, whose buffers training donates).
+
+  Raises:
+    ValueError: naming ``arg`` and the variables, if the module holds state
+      other than parameters (batch statistics, RNG streams, ...).
+  """
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+  others = [
+      f"{'/'.join(map(str, path))} ({type(variable).__name__})"
+      for path, variable in nnx.to_flat_state(rest)
+  ]
+  if others:
+    raise ValueError(
+        f"`{arg}` ({type(module).__name__}) holds state other than "
+        f"parameters: {', '.join(others)}. Only `nnx.Param` variables are "
+        f"trained: batch statistics (`nnx.BatchNorm`) and RNG streams "
+        f"(`nnx.Dropout(..., rngs=...)`) are not supported; use a network "
+        f"without them (e.g. `nnx.LayerNorm` instead of `nnx.BatchNorm`, no "
+        f"dropout)."
+    )
+  return graphdef, _string_keys(nnx.to_pure_dict(params))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NNXNetwork:
+  r"""A Flax NNX network, split into a static structure and parameters.
+
+  Compared and hashed by its ``nnx.GraphDef`` (the module's classes, their
+  static attributes and the parameters' shapes), so two networks of the same
+  architecture share compiled programs. Called with Linen's convention, so
+  that the rest of the package treats both APIs alike:
+
+  .. math::
+
+    	exttt{apply}(\{	exttt{"params"}: 	heta\}, x) =
+    	exttt{nnx.merge}(	exttt{graphdef}, 	heta)(x).
+
+  Build one with :func:`as_network` from
+
+  - an ``nnx.Module`` instance: training starts from its parameters (the
+    module is not changed; its ``rngs`` chose them, so a solver's ``rng``
+    does not), or
+  - a function ``rngs -> nnx.Module`` (e.g. ``functools.partial(MyMLP, 2,
+    1)`` called as ``MyMLP(2, 1, rngs=rngs)``): every initialisation builds
+    a fresh module from ``nnx.Rngs(rng)``, so a solver's ``rng`` and a
+    population member's ``seed`` choose the parameters, as for Linen.
+
+  Attributes:
+    graphdef: The module's ``nnx.GraphDef`` (static).
+    name: The module's class name, for messages.
+    initial: An instance's parameters (not compared), or :obj:`None`.
+    factory: The function ``rngs -> nnx.Module`` (not compared), or
+      :obj:`None`.
+  """
+  graphdef: Any
+  name: str
+  initial: Optional[Params] = dataclasses.field(default=None, compare=False)
+  factory: Optional[Callable[..., nnx.Module]] = dataclasses.field(
+      default=None, compare=False)
+
+  def __eq__(self, other: Any) -> bool:
+    return type(other) is NNXNetwork and other.graphdef == self.graphdef
+
+  def __hash__(self) -> int:
+    return hash((NNXNetwork, self.graphdef))
+
+  @property
+  def seeded(self) -> bool:
+    """Whether ``rng`` chooses the initial parameters (a factory)."""
+    return self.factory is not None
+
+  def init(self, rng: jax.Array, *inputs: Any) -> Dict[str, Params]:
+    """``{"params": θ}``: the instance's parameters (copied), or those of a
+    module the factory builds from ``nnx.Rngs(rng)``; ``inputs`` unused
+    (NNX modules know their shapes)."""
+    del inputs
+    if self.factory is None:
+      return {"params": jax.tree.map(jnp.array, self.initial)}
+    module = self.factory(rngs=nnx.Rngs(rng))
+    return {"params": _parameters(module, self.name)[1]}
+
+  def apply(self, variables: Dict[str, Params], *inputs: Any) -> Any:
+    """The module with parameters ``variables["params"]`` on ``inputs``."""
+    return self.merge(variables["params"])(*inputs)
+
+  def init_with_output(self, rng: jax.Array, *inputs: Any) -> Tuple[Any, Any]:
+    """``(apply(init(rng), *inputs), init(rng))``, as Linen's."""
+    variables = self.init(rng)
+    return self.apply(variables, *inputs), variables
+
+  def merge(self, params: Params) -> nnx.Module:
+    """A new ``nnx.Module`` with parameters ``params`` (e.g. trained ones:
+    ``network.merge(potentials.params_f)``)."""
+    return nnx.merge(self.graphdef, params)
+
+
+#: What ``neural_f`` / ``neural_g`` are once :func:`as_network` has seen them.
+Network = Union[nn.Module, NNXNetwork]
+
+
+def as_network(value: Any, arg: str = "neural_f") -> Optional[Network]:
+  """A user's network as this package keeps it: a Linen module as it is, an
+  ``nnx.Module`` or a function ``rngs -> nnx.Module`` as an
+  :class:`NNXNetwork` (:obj:`None` stays :obj:`None`: the default).
+
+  Nothing compiles: a factory is evaluated abstractly (``nnx.eval_shape``).
+
+  Raises:
+    TypeError: naming ``arg``, for anything else.
+    ValueError: for an NNX module with state other than parameters.
+  """
+  if value is None or isinstance(value, (nn.Module, NNXNetwork)):
+    return value
+  if isinstance(value, nnx.Module):
+    graphdef, params = _parameters(value, arg)
+    return NNXNetwork(graphdef, type(value).__name__,
+                      initial=jax.tree.map(jnp.array, params))  # a copy
+  accepted = (
+      f"`{arg}` must be a flax Linen module (`flax.linen.Module`), a Flax NNX "
+      f"module (`flax.nnx.Module`) or a function `rngs -> nnx.Module` (e.g. "
+      f"`functools.partial(MyMLP, 2, 1)`, called with `rngs=nnx.Rngs(...)`)"
+  )
+  if isinstance(value, type):
+    raise TypeError(
+        f"{accepted}, got the class {value.__name__}: pass an instance, or "
+        f"`functools.partial({value.__name__}, ...)` whose call with `rngs` "
+        f"builds one."
+    )
+  if not callable(value):
+    raise TypeError(f"{accepted}, got {type(value).__name__}.")
+  try:
+    module = nnx.eval_shape(lambda: value(rngs=nnx.Rngs(0)))
+  except Exception as err:  # pylint: disable=broad-except
+    raise TypeError(
+        f"{accepted}; calling it as `{arg}(rngs=nnx.Rngs(0))` failed: "
+        f"{type(err).__name__}: {err}"
+    ) from err
+  if not isinstance(module, nnx.Module):
+    raise TypeError(
+        f"{accepted}; the function returned {type(module).__name__}.")
+  graphdef, _ = _parameters(module, arg)
+  return NNXNetwork(graphdef, type(module).__name__, factory=value)
+
+
+def with_params(network: Network, params: Params) -> Any:
+  """The network with parameters ``params``, as its API holds one: a new
+  ``nnx.Module`` (:meth:`NNXNetwork.merge`) or a bound Linen module
+  (``module.bind({"params": params})``), callable on points."""
+  if isinstance(network, NNXNetwork):
+    return network.merge(params)
+  return network.bind({"params": params})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +246,11 @@ class NetworkInputs:
       return (jnp.concatenate([x, cond], axis=-1),)
     return x, cond
 
-  def init(self, module: nn.Module, rng: jax.Array) -> Params:
+  def init(self, module: Network, rng: jax.Array) -> Params:
     """Fresh parameters of ``module``."""
     return module.init(rng, *self.dummy())["params"]
 
-  def apply(self, module: nn.Module, params: Params, x: jnp.ndarray,
+  def apply(self, module: Network, params: Params, x: jnp.ndarray,
             cond: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """``module`` on points ``x[n, d]`` at conditions ``cond[n, k]`` (or
     none)."""
@@ -80,7 +260,7 @@ class NetworkInputs:
       return module.apply({"params": params}, jnp.concatenate([x, cond], -1))
     return module.apply({"params": params}, x, cond)
 
-  def outputs_per_point(self, module: nn.Module,
+  def outputs_per_point(self, module: Network,
                         name: str = "neural_f") -> int:
     """How many numbers ``module`` returns per point.
 
@@ -88,8 +268,9 @@ class NetworkInputs:
     points, so nothing is compiled or run.
 
     Raises:
-      ValueError: naming ``name``, if a conditional network cannot take its
-        inputs.
+      ValueError: naming ``name``, if the network cannot take its inputs
+        (an NNX module built for another dimension, or a conditional
+        network called another way).
     """
     inputs = self.dummy(rows=2)
     try:
@@ -98,7 +279,11 @@ class NetworkInputs:
       )
     except Exception as err:  # pylint: disable=broad-except
       if not self.dim_cond:
-        raise
+        raise ValueError(
+            f"`{name}` cannot take points of dimension {self.dim} (an array "
+            f"[n, {self.dim}]): build it for inputs of dimension {self.dim} "
+            f"({type(err).__name__}: {err})."
+        ) from err
       how = (
           f"one array [n, {self.dim + self.dim_cond}] (points and condition "
           f"concatenated)" if self.conditioning == "concat" else
@@ -113,14 +298,21 @@ class NetworkInputs:
     return math.prod(out.shape) // 2
 
 
+def ott_linen_mlp() -> type:
+  """ott's Linen MLP class: ``MLP`` on ott-jax 0.6.0, ``LinenMLP`` where
+  ``MLP`` became an NNX module (ott's main branch)."""
+  return getattr(ott_potentials, "LinenMLP", ott_potentials.MLP)
+
+
 def default_network(out: int, conditioning: str = "concat") -> nn.Module:
   """The network used when none is given, with ``out`` outputs per point:
-  ott's ELU MLP with hidden sizes ``[128] * 4``, or for FiLM conditioning
-  :class:`ConditionalMLP` of the same sizes. The one place that decides."""
+  ott's ELU MLP (:func:`ott_linen_mlp`) with hidden sizes ``[128] * 4``, or
+  for FiLM conditioning :class:`ConditionalMLP` of the same sizes. The one
+  place that decides."""
   sizes = tuple(DEFAULT_HIDDEN) + (int(out),)  # a tuple: hashable, by value
   if conditioning == "film":
     return ConditionalMLP(dim_hidden=sizes)
-  return ott_potentials.MLP(dim_hidden=sizes, act_fn=jax.nn.elu)
+  return ott_linen_mlp()(dim_hidden=sizes, act_fn=jax.nn.elu)
 
 
 class ConditionalMLP(nn.Module):

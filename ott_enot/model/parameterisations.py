@@ -40,7 +40,8 @@ from ott.neural.networks import potentials as ott_potentials
 
 from ott_enot import checks
 from ott_enot import costs as costs_lib
-from ott_enot.model.networks import NetworkInputs
+from ott_enot.model import networks
+from ott_enot.model.networks import Network, NetworkInputs, NNXNetwork
 from ott_enot.training import checkpoints
 from ott_enot.training.inputs import DataSpec
 
@@ -94,8 +95,8 @@ class TransportModel:
     f_is_potential: Whether ``neural_f`` is a potential (else the map).
   """
   cost_fn: costs.CostFn
-  neural_f: nn.Module
-  neural_g: nn.Module
+  neural_f: Network
+  neural_g: Network
   dim: int
   dim_cond: int = 0
   conditioning: str = "concat"
@@ -186,6 +187,13 @@ class TransportModel:
         "conditioning": str(self.conditioning),
     }
 
+  def modules(self, params_f: Params, params_g: Params) -> Tuple[Any, Any]:
+    """The two networks holding ``params_f`` and ``params_g``
+    (:func:`~ott_enot.model.networks.with_params`): new ``nnx.Module`` s
+    for NNX networks, bound modules for Linen ones."""
+    return (networks.with_params(self.neural_f, params_f),
+            networks.with_params(self.neural_g, params_g))
+
   def at(self, cond: jnp.ndarray) -> "TransportModel":
     r"""The model at a fixed condition: its functions called without a
     condition use ``cond`` (``[k]`` for every row, or ``[n, k]``)."""
@@ -207,11 +215,11 @@ class TransportModel:
       bound = jnp.broadcast_to(bound, (points.shape[0], bound.shape[0]))
     return bound
 
-  def _network(self, module: nn.Module, params: Params, x: jnp.ndarray,
+  def _network(self, module: Network, params: Params, x: jnp.ndarray,
                cond: Optional[jnp.ndarray]) -> jnp.ndarray:
     return self.inputs.apply(module, params, x, self._cond(x, cond))
 
-  def _scalar(self, module: nn.Module, params: Params, x: jnp.ndarray,
+  def _scalar(self, module: Network, params: Params, x: jnp.ndarray,
               cond: Optional[jnp.ndarray]) -> jnp.ndarray:
     """A potential network's value per point, ``[n]``."""
     return self._network(module, params, x, cond).reshape(x.shape[0])
@@ -334,7 +342,7 @@ class Correlation(TransportModel):
         "`use_dot_product`/`parameterisation='correlation'`"
     )
 
-  def convex_potential(self, module: nn.Module, params: Params,
+  def convex_potential(self, module: Network, params: Params,
                        x: jnp.ndarray,
                        cond: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     r""":math:`\varphi` (of ``neural_f``) or :math:`\psi` (``neural_g``),
@@ -437,7 +445,7 @@ assert tuple(MODELS) == costs_lib.PARAMETERISATIONS
 
 
 def transport_model(parameterisation: str, cost_fn: costs.CostFn,
-                    neural_f: nn.Module, neural_g: nn.Module, dim: int,
+                    neural_f: Network, neural_g: Network, dim: int,
                     dim_cond: int = 0,
                     conditioning: str = "concat") -> TransportModel:
   """The :class:`TransportModel` of the named parameterisation.
@@ -463,7 +471,7 @@ def resolve_parameterisation(
     cost_fn: costs.CostFn,
     parameterisation: Optional[str] = None,
     bidirectional: Optional[bool] = None,
-    neural_f: Optional[nn.Module] = None,
+    neural_f: Optional[Network] = None,
     dim: Optional[int] = None,
     dim_cond: int = 0,
     conditioning: str = "concat",
@@ -508,7 +516,7 @@ def resolve_parameterisation(
         f"cost between points (see `ott_enot.costs.available_costs()`)."
     )
   if parameterisation is None:
-    if isinstance(neural_f, nn.Module):
+    if isinstance(neural_f, (nn.Module, NNXNetwork)):
       outputs = NetworkInputs(dim, dim_cond, conditioning).outputs_per_point(
           neural_f)
       wants_map = outputs == dim and (dim > 1 or bidirectional is False)
@@ -526,8 +534,8 @@ def resolve_parameterisation(
                                                      name)
 
 
-def check_networks(parameterisation: str, neural_f: nn.Module,
-                   neural_g: nn.Module, dim: int, dim_cond: int = 0,
+def check_networks(parameterisation: str, neural_f: Network,
+                   neural_g: Network, dim: int, dim_cond: int = 0,
                    conditioning: str = "concat") -> None:
   """Check that the networks' output shapes fit the parameterisation.
 
@@ -536,13 +544,16 @@ def check_networks(parameterisation: str, neural_f: nn.Module,
   numbers.
 
   Raises:
-    TypeError: if a network is not a flax module.
+    TypeError: if a network is not a flax module (Linen, or NNX as
+      :func:`~ott_enot.model.networks.as_network` keeps it).
     ValueError: naming the network whose output does not fit, and the fix.
   """
   for arg, module in (("neural_f", neural_f), ("neural_g", neural_g)):
-    if not isinstance(module, nn.Module):
+    if not isinstance(module, (nn.Module, NNXNetwork)):
       raise TypeError(
-          f"`{arg}` must be a flax `nn.Module`, got {type(module).__name__}."
+          f"`{arg}` must be a flax Linen `nn.Module` or an `nnx.Module` "
+          f"(passed through `ott_enot.model.networks.as_network`), got "
+          f"{type(module).__name__}."
       )
   cls = _model_class(parameterisation)
   network_inputs = NetworkInputs(dim, dim_cond, conditioning)

@@ -125,6 +125,13 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     """``"twist"``, ``"correlation"`` or ``"direct"``."""
     return self.model.parameterisation
 
+  def modules(self) -> Tuple[Any, Any]:
+    """The trained networks ``(f, g)`` as their API holds them: new
+    ``nnx.Module`` s for NNX networks (e.g. to keep training them with
+    ``nnx.Optimizer``), bound Linen modules otherwise
+    (:meth:`~ott_enot.model.parameterisations.TransportModel.modules`)."""
+    return self.model.modules(self.params_f, self.params_g)
+
   @property
   def is_bidirectional(self) -> bool:
     """Whether :meth:`transport` can map target points back (``forward=False``)."""
@@ -389,6 +396,11 @@ class ConditionalPotentials:
     self.model = model
     self.conjugate_solver = conjugate_solver
     self.table = None if table is None else dict(table)
+
+  def modules(self) -> Tuple[Any, Any]:
+    """The trained networks ``(f, g)``, as :meth:`ENOTPotentials.modules`
+    (they take the condition as the model's ``conditioning`` says)."""
+    return self.model.modules(self.params_f, self.params_g)
 
   @property
   def dim_cond(self) -> int:

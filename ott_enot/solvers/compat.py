@@ -32,12 +32,12 @@ from typing import Any, Callable, Iterator, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from flax import linen as nn
 from ott import utils
 from ott.neural.methods import neuraldual
 from ott.neural.networks import potentials as ott_potentials
 
 from ott_enot.methods import enot as enot_lib
+from ott_enot.model import networks
 from ott_enot.model import parameterisations as models
 from ott_enot.solvers import enot as solver_lib
 from ott_enot.training import inputs, sharding
@@ -263,15 +263,19 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
   def setup(
       self,
       rng: jax.Array,
-      neural_f: nn.Module,
-      neural_g: nn.Module,
+      neural_f: Any,
+      neural_g: Any,
       dim_data: int,
       optimizer_f: optax.GradientTransformation,
       optimizer_g: optax.GradientTransformation,
   ) -> None:
-    """Initialise fresh networks (``W2NeuralDual.setup``)."""
-    if (neural_f, neural_g, dim_data) != (self.neural_f, self.neural_g,
-                                          self.dim_data):
+    """Initialise fresh networks (``W2NeuralDual.setup``): the solver's own
+    (equal ones may be passed; an NNX instance restarts from the parameters
+    of the one the solver was built with, a function ``rngs -> nnx.Module``
+    from ``rng``)."""
+    given = (networks.as_network(neural_f, "neural_f"),
+             networks.as_network(neural_g, "neural_g"), dim_data)
+    if given != (self.neural_f, self.neural_g, self.dim_data):
       raise ValueError(
           "`setup` re-initialises the solver's own networks; build a new "
           "solver for other networks or another dimension."

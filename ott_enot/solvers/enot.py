@@ -95,8 +95,8 @@ def default_optimizer(
 
 def _enot_arguments(
     dim_data: int,
-    neural_f: Optional[nn.Module] = None,
-    neural_g: Optional[nn.Module] = None,
+    neural_f: Optional[Any] = None,
+    neural_g: Optional[Any] = None,
     optimizer_f: Optional[optax.GradientTransformation] = None,
     optimizer_g: Optional[optax.GradientTransformation] = None,
     cost_fn: Optional[costs.CostFn] = None,
@@ -169,11 +169,12 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
   dim = int(a["dim_data"])
   cost_fn = costs_lib.canonical_cost(
       costs.SqEuclidean() if a["cost_fn"] is None else a["cost_fn"])
+  neural_f = networks.as_network(a["neural_f"], "neural_f")
+  neural_g = networks.as_network(a["neural_g"], "neural_g")
   name, bidirectional = models.resolve_parameterisation(
-      cost_fn, a["parameterisation"], a["bidirectional"], a["neural_f"], dim,
+      cost_fn, a["parameterisation"], a["bidirectional"], neural_f, dim,
       dim_cond, conditioning)
   default = lambda out: networks.default_network(out, conditioning)
-  neural_f, neural_g = a["neural_f"], a["neural_g"]
   if neural_f is None:
     neural_f = default(models.MODELS[name].f_outputs(dim))
   if neural_g is None:
@@ -226,13 +227,15 @@ class ENOTFace:
     return self.enot.bidirectional
 
   @property
-  def neural_f(self) -> nn.Module:
-    """The ``f`` network."""
+  def neural_f(self) -> networks.Network:
+    """The ``f`` network (an NNX module's
+    :class:`~ott_enot.model.networks.NNXNetwork`)."""
     return self.enot.model.neural_f
 
   @property
-  def neural_g(self) -> nn.Module:
-    """The ``g`` network."""
+  def neural_g(self) -> networks.Network:
+    """The ``g`` network (an NNX module's
+    :class:`~ott_enot.model.networks.NNXNetwork`)."""
     return self.enot.model.neural_g
 
   @property
@@ -416,9 +419,14 @@ class ENOTSolver(PairFit, ENOTFace):
       module acting row-wise on ``[n, d]`` works (ott's
       :class:`~ott.neural.networks.potentials.MLP`,
       :class:`~ott.neural.networks.potentials.PotentialMLP`,
-      :class:`~ott.neural.networks.icnn.ICNN`, ...). Default: ELU MLP with
-      hidden sizes ``[128] * 4``.
-    neural_g: Flax module for the potential :math:`g` (one number per point).
+      :class:`~ott.neural.networks.icnn.ICNN`, ...), Linen or Flax NNX: an
+      ``nnx.Module`` (training starts from its parameters; ``rng`` does not
+      choose them) or a function ``rngs -> nnx.Module`` (built from
+      ``nnx.Rngs(rng)``), kept as an
+      :class:`~ott_enot.model.networks.NNXNetwork`. Default: ott's Linen
+      ELU MLP with hidden sizes ``[128] * 4``.
+    neural_g: Flax module for the potential :math:`g` (one number per point),
+      as ``neural_f``.
     optimizer_f: Optax optimizer of :math:`f`. Default
       (:func:`default_optimizer`): Adam, ``b1=0.9``, ``b2=0.99``, learning
       rate ``1e-3`` decayed along a cosine to ``1e-5`` over

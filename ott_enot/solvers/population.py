@@ -48,6 +48,7 @@ from ott_enot.methods.population import (
     PopulationResult,
     PopulationState,
 )
+from ott_enot.model import networks
 from ott_enot.model.potentials import ENOTPotentials
 from ott_enot.solvers import base
 from ott_enot.solvers import enot as enot_face
@@ -180,6 +181,27 @@ def _tree_bytes(tree: Any) -> int:
   )
 
 
+def _check_seeds_choose(members: Sequence[Member], model: Any) -> None:
+  """Members' seeds must choose their networks' initialisation: an NNX
+  module given as an instance carries its own parameters.
+
+  Raises:
+    ValueError: naming the network and the fix.
+  """
+  if all(m.seed is None for m in members):
+    return
+  for arg in ("neural_f", "neural_g"):
+    network = getattr(model, arg)
+    if isinstance(network, networks.NNXNetwork) and not network.seeded:
+      raise ValueError(
+          f"Members differ by `seed`, but `{arg}` is an `nnx.Module` "
+          f"instance ({network.name}), whose parameters its own `rngs` "
+          f"chose: every member would start from them. Pass a function "
+          f"`rngs -> nnx.Module` instead (e.g. `functools.partial("
+          f"{network.name}, ...)`), or drop `seed` from the members."
+      )
+
+
 def memory_estimate(member_state: Any, members: int) -> int:
   """Bytes a population's states take while training (an estimate).
 
@@ -274,6 +296,7 @@ class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
          "learning_rate_scale": 1.0},
         config.default_optimizers,
     )
+    _check_seeds_choose(self.members, self.enot.model)
     method = Population(self.enot, tuple(self.members))
     self._check_memory(jax.eval_shape(method.member_init, config.rng))
     super().__init__(method, method.init(config.rng), **config.run)
