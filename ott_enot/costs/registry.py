@@ -19,20 +19,37 @@ ways (one class each in :mod:`ott_enot.model.parameterisations`):
 
 Registered costs (:func:`available_costs`):
 
-=========================  ======================================  =====================  ======
-name                       cost                                    parameterisations      domain
-=========================  ======================================  =====================  ======
-``sqeuclidean``            :math:`\|x - y\|^2` (ott ``SqEuclidean``)  twist, correlation,  R^d
-                                                                   direct
-``euclidean``              :math:`\|x - y\|` (:class:`Euclidean`)   twist (surrogate      R^d
-                                                                   :math:`d^{1.75}/1.75`),
-                                                                   direct
-``euclidean_power``        :math:`\|x - y\|^p / p`                 twist, direct          R^d
-``sphere_geodesic``        :math:`d(x, y) = \arccos\langle x,      twist (surrogate),     sphere
-                           y\rangle`                               direct
-``sphere_geodesic_sq``     :math:`\tfrac12 d(x, y)^2`              twist, direct          sphere
-``sphere_geodesic_power``  :math:`d(x, y)^p / p`                   twist, direct          sphere
-=========================  ======================================  =====================  ======
+.. list-table::
+   :header-rows: 1
+
+   * - name
+     - cost
+     - parameterisations
+     - domain
+   * - ``sqeuclidean``
+     - :math:`\|x - y\|^2` (ott ``SqEuclidean``)
+     - twist, correlation, direct
+     - :math:`\mathbb{R}^d`
+   * - ``euclidean``
+     - :math:`\|x - y\|` (:class:`Euclidean`)
+     - twist (surrogate :math:`d^{1.75}/1.75`), direct
+     - :math:`\mathbb{R}^d`
+   * - ``euclidean_power``
+     - :math:`\|x - y\|^p / p`
+     - twist, direct
+     - :math:`\mathbb{R}^d`
+   * - ``sphere_geodesic``
+     - :math:`d(x, y) = \arccos\langle x, y\rangle`
+     - twist (surrogate), direct
+     - sphere
+   * - ``sphere_geodesic_sq``
+     - :math:`\tfrac12 d(x, y)^2`
+     - twist, direct
+     - sphere
+   * - ``sphere_geodesic_power``
+     - :math:`d(x, y)^p / p`
+     - twist, direct
+     - sphere
 
 Any other ott :class:`~ott.geometry.costs.TICost` with ``h_legendre`` (e.g.
 ``PNormP(1.5)``) supports the twist without registration;

@@ -364,7 +364,7 @@ def fit_reference(target: jnp.ndarray) -> FitReference:
 
 
 class Fit(NamedTuple):
-  """How mapped points fit a target sample (scalars, or ``[members]``).
+  r"""How mapped points fit a target sample (scalars, or ``[members]``).
 
   Attributes:
     fit: :math:`S_{\varepsilon,\rho}(T(x)_1, y_1)`, the criterion.

@@ -1,8 +1,9 @@
 r"""The ENOT conjugate solver: the amortised prediction, no fine-tuning.
 
 ott's :class:`~ott.neural.methods.neuraldual.W2NeuralDual` refines the
-amortised conjugate with L-BFGS (:class:`~ott.neural.networks.layers.conjugate.
-FenchelConjugateLBFGS`) at every step. ENOT's expectile regulariser makes the
+amortised conjugate with L-BFGS
+(:class:`~ott.neural.networks.layers.conjugate.FenchelConjugateLBFGS`) at every
+step. ENOT's expectile regulariser makes the
 amortised prediction accurate enough that no refinement is needed, which is
 where most of its speed comes from.
 """

@@ -285,8 +285,9 @@ def chunk_programs_compiled() -> int:
 
 def validation_reference(batch: Tuple[jnp.ndarray, ...], *,
                          method: TrainingMethod, grouped: bool = False) -> Any:
-  """The method's :meth:`~ott_enot.training.method.TrainingMethod.
-  validation_reference` of a validation batch (pure); with ``grouped``, one
+  """The method's
+  :meth:`~ott_enot.training.method.TrainingMethod.validation_reference` of a
+  validation batch (pure); with ``grouped``, one
   per group (a leading ``[K]`` axis)."""
   if grouped:
     return jax.vmap(lambda *b: method.validation_reference(b))(*batch)
@@ -298,8 +299,8 @@ def validate(params: Any, batch: Tuple[jnp.ndarray, ...], reference: Any, *,
   """The method's validation metrics of ``params`` on a batch (pure).
 
   Args:
-    params: The method's parameters (:meth:`~ott_enot.training.method.
-      TrainingMethod.params`).
+    params: The method's parameters
+      (:meth:`~ott_enot.training.method.TrainingMethod.params`).
     batch: A validation batch, ``(x[n, d], y[n, d])`` or ``(x, y,
       cond[n, k])``; with ``grouped``, one batch per condition of a family,
       every array with a leading ``[K]`` axis.
@@ -520,8 +521,9 @@ class _Validation:
   parameters after step ``k``, with the feed's validation batches.
 
   Owns the count of validation batches used, the run's validation
-  reference (the method's :meth:`~ott_enot.training.method.TrainingMethod.
-  validation_reference` of the run's first validation batch: computed once,
+  reference (the method's
+  :meth:`~ott_enot.training.method.TrainingMethod.validation_reference` of the
+  run's first validation batch: computed once,
   or restored from a checkpoint) and the background compilation of the
   validation programs; as a context manager it makes sure that no
   compilation outlives the run.
