@@ -101,8 +101,8 @@ class NNXNetwork:
 
   .. math::
 
-    	exttt{apply}(\{	exttt{"params"}: 	heta\}, x) =
-    	exttt{nnx.merge}(	exttt{graphdef}, 	heta)(x).
+    \texttt{apply}(\{\texttt{"params"}: \theta\}, x) =
+    \texttt{nnx.merge}(\texttt{graphdef}, \theta)(x).
 
   Build one with :func:`as_network` from
 
