@@ -34,7 +34,7 @@ __all__ = [
     "array_key",
 ]
 
-#: Where points can live: :math:`R^d`, or the unit sphere of :math:`R^d`.
+#: Where points can live (:math:`R^d`, or the unit sphere of :math:`R^d`).
 DOMAINS: Tuple[str, ...] = ("euclidean", "sphere")
 #: Largest :math:`|\,\|x\| - 1|` accepted for a point on the unit sphere.
 SPHERE_ATOL: float = 1e-4

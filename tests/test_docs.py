@@ -1,5 +1,6 @@
 """The documentation builds with warnings as errors (bad maths, malformed
-docstrings, broken links between pages, a tutorial without its stored outputs:
+docstrings, references to ott_enot's names that resolve nowhere: the build is
+nitpicky; broken links between pages; a tutorial without its stored outputs:
 it is rendered, never executed), and documents every public name."""
 import inspect
 import pathlib

@@ -18,7 +18,7 @@ class Euclidean(costs.Euclidean):
 
   ott 0.6.0's has an infinite or NaN gradient where :math:`\|x - y\|^2`
   underflows (e.g. :math:`x = 10^{-30}`, :math:`y = 0` in float32); this
-  one computes the norm with :func:`ott_enot.costs.numerics.norm`. It is the
+  one computes the norm with ``ott_enot.costs.numerics.norm``. It is the
   registry's ``"euclidean"``, and the solver trains with it when given ott's.
   A metric, so it has no invertible twist: ENOT trains its surrogate
   :class:`EuclideanPower` (``surrogate_p``) through the twist.
@@ -64,7 +64,7 @@ class EuclideanPower(costs.TICost):
   the surrogate through which ENOT learns maps for the Euclidean distance
   (:math:`p \to 1`). ``p = 2`` is half of
   :class:`~ott.geometry.costs.SqEuclidean`. Norms by
-  :func:`ott_enot.costs.numerics.norm` (finite gradients at any distance).
+  ``ott_enot.costs.numerics.norm`` (finite gradients at any distance).
 
   Args:
     p: The power, ``> 1``.

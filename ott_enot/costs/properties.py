@@ -116,7 +116,7 @@ def _tuples(draw, k, domain, min_dim, max_dim, bound):
   return tuple(pts)
 
 
-#: Exponents ``e`` of the tiny coordinates of :func:`near_pairs`: from
+#: Exponents ``e`` of the tiny coordinates of ``near_pairs``: from
 #: ``1e-1`` down to the smallest normal float32 numbers (``1e-37``; XLA
 #: flushes subnormal float32 numbers to zero on the CPU).
 NEAR_EXPONENTS = (1, 37)
@@ -170,7 +170,7 @@ def pairs(
     bound: float = 10.0,
 ) -> st.SearchStrategy:
   """Pairs ``(x, y)`` of points of one drawn dimension, each ``[d]``: one in
-  four from :func:`near_pairs` (a tiny distance apart), the others
+  four from ``near_pairs`` (a tiny distance apart), the others
   independent points."""
   return st.one_of(
       _tuples(2, domain, min_dim, max_dim, bound),
@@ -448,7 +448,7 @@ def _twist_property(inverse: bool) -> CostProperty:
   )
 
 
-#: Every property :func:`check_cost` knows, by name. ``s`` is
+#: Every property :func:`~ott_enot.testing.check_cost` knows, by name. ``s`` is
 #: ``1 + ||x||^2 + ||y||^2`` plus the absolute values compared; ``RTOL = 1e-5``.
 PROPERTIES: Dict[str, CostProperty] = {
     p.name: p for p in (
@@ -541,7 +541,7 @@ class PropertyResult:
 
 @dataclasses.dataclass(frozen=True)
 class CostReport:
-  """What :func:`check_cost` found.
+  """What :func:`~ott_enot.testing.check_cost` found.
 
   Attributes:
     cost: ``repr`` of the cost.

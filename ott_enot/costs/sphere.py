@@ -3,7 +3,7 @@ distance, and the sphere costs.
 
 Everything here is accurate and has finite gradients for points at any
 distance, including equal points and points a subnormal distance apart
-(:func:`ott_enot.costs.numerics.norm`), and the costs are ott
+(``ott_enot.costs.numerics.norm``), and the costs are ott
 :class:`~ott.geometry.costs.CostFn` pytrees, so they also work with
 ``PointCloud``, Sinkhorn and ott's potentials.
 """
@@ -90,7 +90,7 @@ def geodesic_distance(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     = 2 \operatorname{atan2}(\|x - y\|, \|x + y\|),
 
   evaluated with the second form, accurate near :math:`0` and :math:`\pi`,
-  with finite gradients everywhere (:func:`ott_enot.costs.numerics.norm`).
+  with finite gradients everywhere (``ott_enot.costs.numerics.norm``).
   """
   return 2.0 * jnp.arctan2(norm(x - y), norm(x + y))
 

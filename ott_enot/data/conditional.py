@@ -318,7 +318,7 @@ class ConditionalStream(struct.PyTreeNode):
   def sample_step(self, key: jax.Array, index: jnp.ndarray
                  ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Training batch ``index`` (pure): ``(x[b, d], y[b, d], cond[b, k])``,
-    row ``i`` of condition ``j_i`` drawn by :attr:`train_probs`, with the
+    row ``i`` of condition ``j_i`` drawn by ``train_probs``, with the
     keys of :func:`~ott_enot.data.sampling.batch_keys`."""
     k_cond, k_source, k_target = sampling_lib.batch_keys(
         key, sampling_lib.TRAIN, index)

@@ -339,7 +339,7 @@ class PointCloudStream:
 
   @property
   def dim_cond(self) -> int:
-    """0: the batches carry no condition."""
+    """Always 0 (the batches carry no condition)."""
     return 0
 
   @property

@@ -69,16 +69,16 @@ __all__ = [
 #: The entropic regularisation of the *coarse* fit (:func:`sinkhorn_divergence`),
 #: relative to the mean squared distance of the two point sets.
 EPSILON = 1e-2
-#: The fit's blur: :math:`\varepsilon` is the median squared distance from a
+#: The fit's blur :math:`\varepsilon` is the median squared distance from a
 #: target point to its ``NEIGHBOURS``-th nearest other target point
 #: (:func:`local_blur`).
 NEIGHBOURS = 10
-#: The fit's reach, in units of the blur: :math:`\rho = \text{REACH} \cdot
-#: \varepsilon` (a reach of :math:`\sqrt{30} \approx 5.5` blurs).
+#: The fit's reach in units of the blur (reach = REACH x blur, a reach of
+#: about 5.5 blurs in distance).
 REACH = 30.0
-#: The share of a fresh target sample counted as strays: a mapped point is a
+#: The share of a fresh target sample counted as strays (a mapped point is a
 #: stray where the target is sparser than at all but this share of its own
-#: points (:func:`stray_fraction`).
+#: points; :func:`stray_fraction`).
 STRAY_LEVEL = 0.01
 #: The resampling floors are means over this many splits of the target
 #: sample in halves (:func:`fit_reference`).

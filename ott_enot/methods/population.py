@@ -108,7 +108,7 @@ class PopulationState(struct.PyTreeNode):
     return self.replace(members=self.members.with_progress(step, diverged))
 
   def member(self, i: int) -> ENOTTrainState:
-    """Member ``i``'s state (its hyper-parameters are :attr:`hyper`'s)."""
+    """Member ``i``'s state (its hyper-parameters are ``hyper``'s)."""
     return jax.tree.map(lambda a: a[i], self.members)
 
 

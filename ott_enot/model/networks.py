@@ -50,7 +50,7 @@ __all__ = [
 
 #: How a conditional model's networks take the condition.
 CONDITIONING: Tuple[str, ...] = ("concat", "film")
-#: Hidden widths of the default networks (ott's ENOT: ``[128] * 4``).
+#: Hidden widths of the default networks (``[128] * 4``, as ott's ENOT).
 DEFAULT_HIDDEN: Tuple[int, ...] = (128, 128, 128, 128)
 
 Params = Any

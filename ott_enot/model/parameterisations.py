@@ -159,7 +159,7 @@ class TransportModel:
 
   @property
   def domain(self) -> str:
-    """Where the points live: ``"euclidean"`` or ``"sphere"``."""
+    """Where the points live, ``"euclidean"`` or ``"sphere"``."""
     return costs_lib.domain_of(self.cost_fn)
 
   @property
@@ -437,7 +437,7 @@ class Direct(TransportModel):
     )
 
 
-#: The parameterisations by name: the one lookup.
+#: The parameterisations by name (the one lookup).
 MODELS: Dict[str, type] = {
     cls.parameterisation: cls for cls in (Twist, Correlation, Direct)
 }

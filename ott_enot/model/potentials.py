@@ -7,8 +7,8 @@ Both are pytrees whose leaves are the two networks' parameters, with the
 :class:`~ott_enot.model.parameterisations.TransportModel` (and the conjugate
 solver) static, and share one core for what they store: both networks'
 parameters (and, for a family, the description of its conditions), checked
-against the networks they are loaded into (:func:`_checked_params`), from a
-file of ``save`` or a checkpoint directory (:func:`_checkpoint_params`).
+against the networks they are loaded into (``_checked_params``), from a
+file of ``save`` or a checkpoint directory (``_checkpoint_params``).
 """
 import json
 import numbers
@@ -83,13 +83,13 @@ class ENOTPotentials(ott_potentials.DualPotentials):
 
   with :math:`\hat T` the learned forward map, refined by ``conjugate_solver``
   (minimising :math:`y \mapsto c(x, y) - g(y)` from :math:`T(x)`; on the
-  sphere over :math:`y = z / \|z\|`) when one that iterates is given. :attr:`f` and :attr:`g` are functions of one point
+  sphere over :math:`y = z / \|z\|`) when one that iterates is given. ``f`` and ``g`` are functions of one point
   ``[d] -> []``, as in :class:`~ott.problems.linear.potentials.DualPotentials`.
 
   For a metric cost :math:`d` trained through its surrogate
   :math:`c_p = d^p / p` (the Euclidean and geodesic distances,
   :class:`~ott_enot.model.parameterisations.Twist`), :math:`f` and :math:`g` are the surrogate's
-  Kantorovich potentials (:attr:`cost_fn` is the surrogate), the maps are the
+  Kantorovich potentials (``cost_fn`` is the surrogate), the maps are the
   surrogate's, and :meth:`distance` is the cost :math:`\mathbb{E}\,d(x,
   \hat T(x))` of the learned map in the units of :math:`d`: no dual of the
   problem with :math:`d` itself is learned.
@@ -413,11 +413,11 @@ class ConditionalPotentials:
     return self.model.has_inverse
 
   def condition_vector(self, condition: Condition_t) -> jnp.ndarray:
-    """The vector ``[k]`` (or ``[n, k]``) of a label of :attr:`table` or of
+    """The vector ``[k]`` (or ``[n, k]``) of a label of ``table`` or of
     a vector.
 
     Raises:
-      ValueError: for a label not in :attr:`table`, a vector of another
+      ValueError: for a label not in ``table``, a vector of another
         dimension than ``dim_cond``, or NaN/inf.
     """
     if isinstance(condition, jax.core.Tracer):
@@ -444,7 +444,7 @@ class ConditionalPotentials:
     tools).
 
     Args:
-      condition: A vector ``[k]``, or a label of :attr:`table`.
+      condition: A vector ``[k]``, or a label of ``table``.
 
     Raises:
       ValueError: for several vectors (``[n, k]``: use :meth:`transport`),

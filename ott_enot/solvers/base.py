@@ -129,10 +129,10 @@ class Solver:
       step: Which checkpoint; default the newest of ``kind``.
 
     Returns:
-      The checkpoint's metadata: ``step`` (the last step it had done),
+      The checkpoint's metadata, ``step`` (the last step it had done),
       ``logs``, ``num_validations``, ``validation_reference``,
       ``selection`` (the step and score of the run's best validation so
-      far, whose parameters become :attr:`best`).
+      far, whose parameters become ``best``).
 
     Raises:
       ~ott_enot.training.checkpoints.CheckpointError: if there is none, or it was

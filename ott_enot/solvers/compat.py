@@ -17,7 +17,7 @@ for that is here:
   as ott :class:`~ott.neural.networks.potentials.PotentialTrainState` s;
 - ``train_neuraldual``, ``train_neuraldual_parallel``,
   ``train_neuraldual_alternating``, ``train_fn``, ``setup`` and
-  ``get_step_fn`` (which raises: ENOT has one step, :attr:`step_fns`).
+  ``get_step_fn`` (which raises: ENOT has one step, ``step_fns``).
 
 Not supported: a *gradient network* as ``neural_g`` (a module whose
 ``is_potential`` is ``False``, such as ott's ``MLP(is_potential=False)``,
@@ -234,7 +234,7 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
     """The ``f`` network's state as ott's ``PotentialTrainState`` (a view).
 
     ``params``, ``opt_state`` and ``tx`` are the solver's; ``step`` is the
-    run's step counter (:attr:`ott_enot.methods.ENOTTrainState.step`, which a
+    run's step counter (``ENOTTrainState.step``, which a
     new run restarts at 0; ott counts updates over all runs);
     ``potential_value_fn(params)`` is the network's potential in the
     training problem and ``potential_gradient_fn(params)`` the map
@@ -309,7 +309,7 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
     """Not available: ENOT has no W2NeuralDual step functions.
 
     Raises:
-      NotImplementedError: use :attr:`step_fns` (``{forward: step}``, jitted
+      NotImplementedError: use ``step_fns`` (``{forward: step}``, jitted
         :func:`~ott_enot.methods.enot_step`) instead.
     """
     raise NotImplementedError(

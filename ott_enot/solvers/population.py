@@ -62,6 +62,7 @@ __all__ = [
     "memory_estimate",
 ]
 
+#: The keys a member's dict may have.
 MEMBER_KEYS = (
     "seed", "expectile", "expectile_loss_coef", "learning_rate",
     "learning_rate_scale"
@@ -250,7 +251,7 @@ class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
   Training is the solver's: :meth:`fit` (points, geometries, samplers) and
   :meth:`__call__` (ott's loaders) feed every member the same batches and
   return a :class:`~ott_enot.PopulationResult`. It trains the
-  :class:`~ott_enot.methods.Population` method; the state (:attr:`state`, a
+  :class:`~ott_enot.methods.Population` method; the state (``state``, a
   :class:`~ott_enot.methods.PopulationState`) is one pytree: checkpoints save
   and resume it whole (the latest ones; a "best" checkpoint by ``w_dist`` is
   not kept, since members are chosen by :class:`~ott_enot.PopulationResult`),

@@ -17,9 +17,9 @@ an ``AssertionError`` inside a test suite::
 :func:`ott_enot.costs.register_cost` runs a quick :func:`check_cost` and refuses
 a cost that fails its claims.
 
-The properties (:data:`PROPERTIES`; :func:`claimed_properties` says which a
+The properties (:data:`~ott_enot.costs.properties.PROPERTIES`; :func:`claimed_properties` says which a
 cost claims) are checked in float32, each with a tolerance that scales with
-the values involved (stated in :data:`PROPERTIES`' statements):
+the values involved (stated in :data:`~ott_enot.costs.properties.PROPERTIES`' statements):
 
 ============================  ==================================================
 property                      claimed by
@@ -50,7 +50,7 @@ On the sphere the twist properties are checked within the injectivity radius
 (:math:`d(x, y) < \pi - 0.1`), where the exponential map inverts the gradient.
 
 The strategies draw, on purpose, points a tiny (down to subnormal) distance
-apart (:func:`near_pairs`), where naive norms have infinite or NaN gradients.
+apart (``near_pairs``), where naive norms have infinite or NaN gradients.
 The engine (strategies, properties, search) is :mod:`ott_enot.costs.properties`;
 which properties a cost claims is :func:`ott_enot.costs.claimed_properties`.
 """
@@ -125,7 +125,7 @@ def check_cost(
     cost_fn: An ott :class:`~ott.geometry.costs.CostFn` between points,
       evaluated as ``cost_fn(x, y)`` on ``[d]`` vectors.
     parameterisations: What ENOT will do with the cost (a subset of
-      :data:`ott_enot.costs.PARAMETERISATIONS`); default: what
+      :data:`ott_enot.costs.registry.PARAMETERISATIONS`); default: what
       :func:`ott_enot.costs.supported_parameterisations` says for it.
     domain: ``"euclidean"`` (:math:`R^d`) or ``"sphere"`` (unit vectors);
       default: :func:`ott_enot.costs.domain_of`.
@@ -133,7 +133,7 @@ def check_cost(
       registry entry's claim (``False`` for an unregistered cost).
     metric: The cost claims to be a metric (symmetric, triangle
       inequality); default as for ``symmetric``.
-    properties: Check these (names of :data:`PROPERTIES`) instead of the
+    properties: Check these (names of :data:`~ott_enot.costs.properties.PROPERTIES`) instead of the
       claimed ones.
     max_examples: Examples per property; default: the active hypothesis
       profile's ``max_examples``.

@@ -25,7 +25,7 @@ A latest checkpoint also holds the run's best validated parameters so far
 that a resumed run returns what the uninterrupted one would.
 
 Writes are orbax's: asynchronous (the device-to-host copy happens before
-:meth:`Checkpointer.save` returns, the file writes in the background), and
+``Checkpointer.save`` returns, the file writes in the background), and
 atomic (a checkpoint directory appears only once complete), so a crash never
 corrupts the latest good checkpoint.
 """

@@ -407,10 +407,10 @@ class StateCell:
   """The newest training state that no pending computation owns, and the
   run's best validated parameters.
 
-  :func:`train` rebinds :attr:`state` right after each chunk is dispatched
+  :func:`train` rebinds ``state`` right after each chunk is dispatched
   (the input state is donated to the chunk, the output is the new state), so
-  whatever raises during training, :attr:`state` is the state after the last
-  completed chunk and never a donated buffer; :attr:`best` is the
+  whatever raises during training, ``state`` is the state after the last
+  completed chunk and never a donated buffer; ``best`` is the
   :class:`Best` of the validations so far (copies), or :obj:`None`. The
   solver assigns both back in one place, in a ``finally``.
   """

@@ -24,7 +24,7 @@ from ott_enot.training.state import TrainState
 
 __all__ = ["TrainingMethod", "Batch"]
 
-#: A batch: ``(x[n, d], y[n, d])``, or ``(x, y, cond[n, k])`` with the rows'
+#: A batch, ``(x[n, d], y[n, d])`` or ``(x, y, cond[n, k])`` with the rows'
 #: conditions; validation batches of a family have a leading ``[K]`` axis.
 Batch = Tuple[jnp.ndarray, ...]
 

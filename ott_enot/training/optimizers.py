@@ -33,16 +33,16 @@ _KINDS = ("tuple", "list", "dict")
 
 @dataclasses.dataclass(frozen=True)
 class _Frozen:
-  """A list, tuple or dict of frozen values, rebuilt by :func:`_thaw`."""
+  """A list, tuple or dict of frozen values, rebuilt by ``_thaw``."""
   kind: str
   items: Tuple[Any, ...]
 
 
 def freeze(value: Any, where: str = "argument") -> Any:
-  """``value`` as a hashable value that :func:`_thaw` turns back.
+  """``value`` as a hashable value that ``_thaw`` turns back.
 
   Numbers become Python numbers (``np.float64(0.9)`` is ``0.9``), containers
-  :class:`_Frozen` values; anything else must be hashable.
+  ``_Frozen`` values; anything else must be hashable.
 
   Raises:
     TypeError: for an array or another unhashable value, naming ``where``.
