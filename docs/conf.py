@@ -31,8 +31,9 @@ extensions = [
     "sphinxcontrib.bibtex",
 ]
 
-# the tutorial and the project's own markdown files, copied in at build time
-# (one source of truth: tutorials/, CHANGELOG.md, benchmarks/RESULTS.md)
+# the tutorial, copied in at build time (one source of truth: tutorials/; the
+# project's markdown files are included by docs/results.md, changelog.md,
+# architecture.md)
 _GENERATED = pathlib.Path(__file__).parent / "_generated"
 _GENERATED.mkdir(exist_ok=True)
 # links of the repository's pages to the pages that show them here
@@ -90,8 +91,8 @@ nitpick_ignore_regex = [
                   r"|Exception|ValueError|TypeError|RuntimeError|KeyError"
                   r"|ImportError|KeyboardInterrupt)"),
     (r"py:.*", r"(.*\.)?_[A-Za-z].*"),  # private names are not documented
-    (r"py:func", r"selu"),
-    (r"py:class", r"ArrayTree"),  # training.state's type variable  # from jax.nn.elu's docstring (ConditionalMLP.act_fn)
+    (r"py:func", r"selu"),  # from jax.nn.elu's docstring (ConditionalMLP.act_fn)
+    (r"py:class", r"ArrayTree"),  # training.state's type variable
 ]
 
 

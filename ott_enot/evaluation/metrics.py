@@ -73,8 +73,8 @@ EPSILON = 1e-2
 #: target point to its ``NEIGHBOURS``-th nearest other target point
 #: (:func:`local_blur`).
 NEIGHBOURS = 10
-#: The fit's reach in units of the blur (reach = REACH x blur, a reach of
-#: about 5.5 blurs in distance).
+#: The fit's reach in units of the blur, ρ = REACH · ε (a reach of
+#: √30 ≈ 5.5 blurs in distance).
 REACH = 30.0
 #: The share of a fresh target sample counted as strays (a mapped point is a
 #: stray where the target is sparser than at all but this share of its own

@@ -422,8 +422,8 @@ def enot_step(
     ``(new_state, StepMetrics)``. The step applies (and ``step`` advances)
     iff it is active, the state has not diverged, and the loss and the
     updated parameters are finite
-    (:func:`~ott_enot.training.state.guarded_step`); an active non-finite step marks the state ``diverged``
-    instead.
+    (:func:`~ott_enot.training.state.guarded_step`); an active non-finite
+    step marks the state ``diverged`` instead.
   """
   update = lambda s: _update(method, s, x, y, cond, forward=forward,
                              hyper=hyper)

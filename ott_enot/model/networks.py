@@ -40,6 +40,7 @@ from ott.neural.networks import potentials as ott_potentials
 __all__ = [
     "CONDITIONING",
     "Network",
+    "NETWORK_TYPES",
     "NNXNetwork",
     "as_network",
     "with_params",
@@ -165,6 +166,8 @@ class NNXNetwork:
 
 #: What ``neural_f`` / ``neural_g`` are once :func:`as_network` has seen them.
 Network = Union[nn.Module, NNXNetwork]
+#: The classes of a :data:`Network`, for ``isinstance``.
+NETWORK_TYPES: Tuple[type, ...] = (nn.Module, NNXNetwork)
 
 
 def as_network(value: Any, arg: str = "neural_f") -> Optional[Network]:
@@ -178,7 +181,7 @@ def as_network(value: Any, arg: str = "neural_f") -> Optional[Network]:
     TypeError: naming ``arg``, for anything else.
     ValueError: for an NNX module with state other than parameters.
   """
-  if value is None or isinstance(value, (nn.Module, NNXNetwork)):
+  if value is None or isinstance(value, NETWORK_TYPES):
     return value
   if isinstance(value, nnx.Module):
     graphdef, params = _parameters(value, arg)

@@ -34,14 +34,13 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from flax import linen as nn
 from ott.geometry import costs
 from ott.neural.networks import potentials as ott_potentials
 
 from ott_enot import checks
 from ott_enot import costs as costs_lib
 from ott_enot.model import networks
-from ott_enot.model.networks import Network, NetworkInputs, NNXNetwork
+from ott_enot.model.networks import Network, NetworkInputs
 from ott_enot.training import checkpoints
 from ott_enot.training.inputs import DataSpec
 
@@ -516,7 +515,7 @@ def resolve_parameterisation(
         f"cost between points (see `ott_enot.costs.available_costs()`)."
     )
   if parameterisation is None:
-    if isinstance(neural_f, (nn.Module, NNXNetwork)):
+    if isinstance(neural_f, networks.NETWORK_TYPES):
       outputs = NetworkInputs(dim, dim_cond, conditioning).outputs_per_point(
           neural_f)
       wants_map = outputs == dim and (dim > 1 or bidirectional is False)
@@ -549,7 +548,7 @@ def check_networks(parameterisation: str, neural_f: Network,
     ValueError: naming the network whose output does not fit, and the fix.
   """
   for arg, module in (("neural_f", neural_f), ("neural_g", neural_g)):
-    if not isinstance(module, (nn.Module, NNXNetwork)):
+    if not isinstance(module, networks.NETWORK_TYPES):
       raise TypeError(
           f"`{arg}` must be a flax Linen `nn.Module` or an `nnx.Module` "
           f"(passed through `ott_enot.model.networks.as_network`), got "

@@ -83,8 +83,9 @@ class ENOTPotentials(ott_potentials.DualPotentials):
 
   with :math:`\hat T` the learned forward map, refined by ``conjugate_solver``
   (minimising :math:`y \mapsto c(x, y) - g(y)` from :math:`T(x)`; on the
-  sphere over :math:`y = z / \|z\|`) when one that iterates is given. ``f`` and ``g`` are functions of one point
-  ``[d] -> []``, as in :class:`~ott.problems.linear.potentials.DualPotentials`.
+  sphere over :math:`y = z / \|z\|`) when one that iterates is given.
+  ``f`` and ``g`` are functions of one point ``[d] -> []``, as in
+  :class:`~ott.problems.linear.potentials.DualPotentials`.
 
   For a metric cost :math:`d` trained through its surrogate
   :math:`c_p = d^p / p` (the Euclidean and geodesic distances,

@@ -6,8 +6,9 @@ what it is given into a feed and runs the engine. Files:
 
 - :mod:`~ott_enot.solvers.base`: :class:`Solver`, the shell every face is
   (its state kept whatever raises, checkpoints, resume, the mesh);
-- :mod:`~ott_enot.solvers.enot`: ENOT's arguments (:func:`~ott_enot.solvers.enot.configure`),
-  :class:`ENOTSolver`, :func:`default_optimizer`;
+- :mod:`~ott_enot.solvers.enot`: ENOT's arguments
+  (:func:`~ott_enot.solvers.enot.configure`), :class:`ENOTSolver`,
+  :func:`default_optimizer`;
 - :mod:`~ott_enot.solvers.compat`: :class:`ExpectileNeuralDual`, ott's
   ``W2NeuralDual`` face;
 - :mod:`~ott_enot.solvers.conditional`:

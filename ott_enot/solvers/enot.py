@@ -312,7 +312,8 @@ class PairFit(base.Solver):
     Args:
       data_or_x: Source points ``x [n, d]`` (with ``y``); an ott
         ``PointCloud`` or a balanced ``LinearProblem`` on one, with the
-        solver's cost (e.g. built by :meth:`~ott_enot.solvers.enot.ENOTFace.from_geometry`); a
+        solver's cost (e.g. built by
+        :meth:`~ott_enot.solvers.enot.ENOTFace.from_geometry`); a
         ``PointCloudStream``; or a sampler function.
       y: Target points ``[m, d]`` when ``data_or_x`` are source points.
       a: Source weights ``[n]`` summing to 1 (with points only).
@@ -384,7 +385,8 @@ class PairFit(base.Solver):
 
     Whatever raises (these, a callback's error, ``KeyboardInterrupt``), the
     solver keeps the state after the last completed chunk of steps (the
-    last good step on divergence): :meth:`~ott_enot.solvers.enot.ENOTSolver.to_dual_potentials`, saving and
+    last good step on divergence):
+    :meth:`~ott_enot.solvers.enot.ENOTSolver.to_dual_potentials`, saving and
     further training work on it. A new call starts a new run (step 0) from
     that state.
     """

@@ -17,9 +17,10 @@ an ``AssertionError`` inside a test suite::
 :func:`ott_enot.costs.register_cost` runs a quick :func:`check_cost` and refuses
 a cost that fails its claims.
 
-The properties (:data:`~ott_enot.costs.properties.PROPERTIES`; :func:`claimed_properties` says which a
-cost claims) are checked in float32, each with a tolerance that scales with
-the values involved (stated in :data:`~ott_enot.costs.properties.PROPERTIES`' statements):
+The properties (:data:`~ott_enot.costs.properties.PROPERTIES`;
+:func:`claimed_properties` says which a cost claims) are checked in float32,
+each with a tolerance that scales with the values involved (stated in the
+statements of :data:`~ott_enot.costs.properties.PROPERTIES`):
 
 ============================  ==================================================
 property                      claimed by
@@ -133,7 +134,8 @@ def check_cost(
       registry entry's claim (``False`` for an unregistered cost).
     metric: The cost claims to be a metric (symmetric, triangle
       inequality); default as for ``symmetric``.
-    properties: Check these (names of :data:`~ott_enot.costs.properties.PROPERTIES`) instead of the
+    properties: Check these (names of
+      :data:`~ott_enot.costs.properties.PROPERTIES`) instead of the
       claimed ones.
     max_examples: Examples per property; default: the active hypothesis
       profile's ``max_examples``.

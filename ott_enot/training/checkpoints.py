@@ -79,7 +79,8 @@ def describe_cost(cost_fn: costs.CostFn) -> Dict[str, Any]:
 def signature(description: Dict[str, Any], state: Any) -> Dict[str, Any]:
   """What a checkpoint must match to be restored into a run (a JSON value):
   the method's ``description``
-  (:meth:`~ott_enot.training.method.TrainingMethod.describe`) and the shape of every array of the training ``state``."""
+  (:meth:`~ott_enot.training.method.TrainingMethod.describe`) and the shape
+  of every array of the training ``state``."""
   return dict(description,
               shapes=_shapes(serialization.to_state_dict(state)))
 
