@@ -12,7 +12,8 @@ data flow and how to add a cost, a parameterisation, a feed or a method):
 - :mod:`ott_enot.training`: the engine (the training-method interface,
   loop, feeds, devices, checkpoints);
 - :mod:`ott_enot.model`: parameterisations, networks, loss, potentials;
-- :mod:`ott_enot.methods`: the training methods (ENOT, a population);
+- :mod:`ott_enot.methods`: the training methods (ENOT, a population, the
+  entropic plan);
 - :mod:`ott_enot.solvers`: the faces users call;
 - :mod:`ott_enot.testing`: property tests of a user's cost.
 
@@ -35,6 +36,11 @@ Glossary (one word per concept, used everywhere):
   source); *bidirectional*: both, alternating;
 - *training method*: what the engine trains (init, step, validate, result);
   *member*: one configuration of a population;
+- *plan* :math:`\pi_\varepsilon`: the entropic OT coupling, sampled as
+  :math:`y \sim \pi_\varepsilon(\cdot \mid x)`; *energy* :math:`f`: its
+  potential (:math:`\pi(y \mid x) \propto e^{(f(y) - c(x,
+  y))/\varepsilon}`); *chain*: one Langevin sampler state; *warm start*: ENOT's
+  potential and map as the plan's start;
 - *feed*: what supplies batches to the loop; *sampler*: a pure ``key ->
   batch`` on the device; *stream*: point clouds sampled on the device;
   *loaders*: ott's host iterators;
@@ -72,6 +78,7 @@ from ott_enot.methods import PopulationResult
 from ott_enot.model import (
     ConditionalMLP,
     ConditionalPotentials,
+    EntropicPotentials,
     NNXNetwork,
     ENOTPotentials,
     ExpectileConjugateSolver,
@@ -82,6 +89,7 @@ from ott_enot.solvers import (
     ConditionalExpectileNeuralDual,
     ENOTPopulation,
     ENOTSolver,
+    EntropicSolver,
     ExpectileNeuralDual,
     default_optimizer,
 )
@@ -105,6 +113,8 @@ __all__ = [
     "ConditionalMLP",
     "NNXNetwork",
     "ENOTPopulation",
+    "EntropicSolver",
+    "EntropicPotentials",
     "PopulationResult",
     "ExpectileConjugateSolver",
     "ENOTPotentials",

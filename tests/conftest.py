@@ -109,7 +109,7 @@ _LONGEST_FIRST = (
     "test_tutorial.py", "test_enot_costs.py", "test_sharding.py",
     "test_cost_properties.py", "test_dropin.py", "test_multiprocess.py",
     "test_checkpoints.py", "test_training.py", "test_networks.py",
-    "test_solver.py", "test_docs.py",
+    "test_solver.py", "test_entropic.py", "test_docs.py",
     "test_data.py", "test_conditional.py", "test_selection.py",
     "test_metrics.py", "test_programs.py", "test_population.py",
     "test_demo.py", "test_w2bench.py",

@@ -7,9 +7,11 @@ implement); below the solvers (the faces). Files:
 - :mod:`~ott_enot.methods.enot`: :class:`ENOT` (one model, with or without a
   condition), its state and pure step;
 - :mod:`~ott_enot.methods.population`: :class:`Population` (ENOT members in
-  one program) and its :class:`PopulationResult`.
+  one program) and its :class:`PopulationResult`;
+- :mod:`~ott_enot.methods.entropic`: :class:`Entropic`, the entropic plan
+  (energy-guided, Langevin chains in the state).
 """
-from ott_enot.methods import enot, population
+from ott_enot.methods import enot, entropic, population
 from ott_enot.methods.enot import (
     ENOT,
     ENOTTrainState,
@@ -20,6 +22,7 @@ from ott_enot.methods.enot import (
     is_forward,
     validation_metrics,
 )
+from ott_enot.methods.entropic import Entropic, EntropicTrainState
 from ott_enot.methods.population import (
     Member,
     Population,
@@ -29,6 +32,8 @@ from ott_enot.methods.population import (
 
 __all__ = [
     "ENOT",
+    "Entropic",
+    "EntropicTrainState",
     "ENOTTrainState",
     "Hyperparameters",
     "StepMetrics",
@@ -41,5 +46,6 @@ __all__ = [
     "PopulationResult",
     "Member",
     "enot",
+    "entropic",
     "population",
 ]

@@ -52,6 +52,7 @@ __all__ = [
     "ValidationMetrics",
     "TrainingDivergedError",
     "is_forward",
+    "fit_selection_score",
     "enot_step",
     "validation_metrics",
 ]
@@ -157,6 +158,17 @@ class ValidationMetrics(NamedTuple):
   loss_g: jnp.ndarray
   w_dist: jnp.ndarray
   map_cost: jnp.ndarray
+
+
+def fit_selection_score(metrics: Dict[str, Any]) -> Any:
+  """``fit / floor`` of a validation's host metrics (``fit``, ``floor``,
+  ``points``), lower is better, or ``inf`` (no choice) for validation
+  batches of fewer than :data:`SELECTION_POINTS` points: the one rule of
+  every method that selects by the fit."""
+  score = np.asarray(metrics["fit"], np.float64) / np.asarray(
+      metrics["floor"], np.float64)
+  points = np.min(metrics["points"])
+  return score if points >= SELECTION_POINTS else np.full_like(score, np.inf)
 
 
 def is_forward(step: Any, bidirectional: bool) -> Any:
@@ -283,10 +295,7 @@ class ENOT:
     choice: the last state is returned) for validation batches of fewer
     than :data:`SELECTION_POINTS` points, whose fit varies too much from
     batch to batch to choose by."""
-    score = np.asarray(metrics["fit"], np.float64) / np.asarray(
-        metrics["floor"], np.float64)
-    points = np.min(metrics["points"])
-    return score if points >= SELECTION_POINTS else np.full_like(score, np.inf)
+    return fit_selection_score(metrics)
 
   def with_params(self, state: ENOTTrainState,
                   params: tuple) -> ENOTTrainState:

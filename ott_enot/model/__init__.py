@@ -13,10 +13,16 @@ potentials read) and the costs; below the training methods. Files:
 - :mod:`~ott_enot.model.losses`: the expectile loss and ENOT's objective;
 - :mod:`~ott_enot.model.conjugate`: :class:`ExpectileConjugateSolver`;
 - :mod:`~ott_enot.model.potentials`: :class:`ENOTPotentials`,
-  :class:`ConditionalPotentials`.
+  :class:`ConditionalPotentials`;
+- :mod:`~ott_enot.model.langevin`: Langevin samplers (ULA, MALA) with an
+  adapted step size;
+- :mod:`~ott_enot.model.entropic`: the entropic plan as an energy
+  (:class:`EnergyModel`) and :class:`EntropicPotentials`.
 """
 from ott_enot.model import (
     conjugate,
+    entropic,
+    langevin,
     losses,
     networks,
     parameterisations,
@@ -42,6 +48,7 @@ from ott_enot.model.parameterisations import (
     resolve_parameterisation,
     transport_model,
 )
+from ott_enot.model.entropic import EnergyModel, EntropicPotentials
 from ott_enot.model.potentials import ConditionalPotentials, ENOTPotentials
 
 __all__ = [
@@ -65,7 +72,11 @@ __all__ = [
     "ExpectileConjugateSolver",
     "ENOTPotentials",
     "ConditionalPotentials",
+    "EnergyModel",
+    "EntropicPotentials",
     "conjugate",
+    "entropic",
+    "langevin",
     "losses",
     "networks",
     "parameterisations",

@@ -13,13 +13,23 @@ what it is given into a feed and runs the engine. Files:
   ``W2NeuralDual`` face;
 - :mod:`~ott_enot.solvers.conditional`:
   :class:`ConditionalExpectileNeuralDual`;
-- :mod:`~ott_enot.solvers.population`: :class:`ENOTPopulation`.
+- :mod:`~ott_enot.solvers.population`: :class:`ENOTPopulation`;
+- :mod:`~ott_enot.solvers.entropic`: :class:`EntropicSolver`, the entropic
+  plan warm-started by ENOT.
 """
-from ott_enot.solvers import base, compat, conditional, enot, population
+from ott_enot.solvers import (
+    base,
+    compat,
+    conditional,
+    enot,
+    entropic,
+    population,
+)
 from ott_enot.solvers.base import Solver
 from ott_enot.solvers.compat import ExpectileNeuralDual
 from ott_enot.solvers.conditional import ConditionalExpectileNeuralDual
 from ott_enot.solvers.enot import ENOTSolver, default_optimizer
+from ott_enot.solvers.entropic import EntropicSolver
 from ott_enot.solvers.population import ENOTPopulation, grid
 
 __all__ = [
@@ -28,11 +38,13 @@ __all__ = [
     "ExpectileNeuralDual",
     "ConditionalExpectileNeuralDual",
     "ENOTPopulation",
+    "EntropicSolver",
     "default_optimizer",
     "grid",
     "base",
     "compat",
     "conditional",
     "enot",
+    "entropic",
     "population",
 ]

@@ -1,0 +1,385 @@
+r"""The entropic plan's face: :class:`EntropicSolver`, stochastic maps
+:math:`y \sim \pi_\varepsilon(\cdot \mid x)` warm-started by ENOT.
+
+It checks its arguments before anything compiles, builds the
+:class:`~ott_enot.methods.entropic.Entropic` method and its state, and
+trains with the shell every solver shares
+(:class:`~ott_enot.solvers.base.Solver`: the fused loop, validation, checkpoints, the mesh, the state kept
+whatever raises). With ``warm_start="train"`` (the default) its first
+``fit`` trains an :class:`~ott_enot.ENOTSolver` on the same data first and
+starts the plan from it.
+"""
+import math
+import numbers
+import os
+from typing import Any, Dict, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from ott import utils
+from ott.geometry import costs
+
+from ott_enot import checks
+from ott_enot import costs as costs_lib
+from ott_enot.methods import entropic as method_lib
+from ott_enot.model import entropic as model_lib
+from ott_enot.model import networks
+from ott_enot.model.potentials import ConditionalPotentials, ENOTPotentials
+from ott_enot.solvers import base
+from ott_enot.solvers import enot as enot_face
+
+__all__ = ["EntropicSolver", "check_epsilon", "check_cost_gradient"]
+
+#: The chains' settings of a warm start, as (Langevin steps per training
+#: step, replay probability, MALA steps of sampling). Warm chains are
+#: persistent too: fresh chains from near-perfect starts give the energy
+#: almost no signal, and long chains then drift from it (measured: 59 %
+#: cB-UVP after 200 sampling steps without replay, 0.9 % with; mixtures,
+#: D = 16, eps = 10).
+WARM_CHAINS = (10, 0.95, 200)
+#: The chains' settings of a cold start, the authors' recipe (100 steps per
+#: training step, 95 % replayed, 700 at test).
+COLD_CHAINS = (100, 0.95, 700)
+
+
+def check_epsilon(epsilon: Any) -> float:
+  r""":math:`\varepsilon` as a positive finite float, else a clear error."""
+  if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+    raise TypeError(
+        f"`epsilon` must be a positive float, got {epsilon!r} "
+        f"({type(epsilon).__name__}).")
+  if not (math.isfinite(float(epsilon)) and float(epsilon) > 0):
+    raise ValueError(
+        f"`epsilon` must be positive and finite, got {epsilon}: it is the "
+        f"entropic regularisation (the plan's spread); e.g. `epsilon=0.1`.")
+  return float(epsilon)
+
+
+def check_cost_gradient(cost_fn: costs.CostFn, dim: int) -> None:
+  r"""Raise a ``ValueError`` unless ``cost_fn`` lives in
+  :math:`\mathbb{R}^d` and has a finite gradient in :math:`y` at random
+  pairs (the Langevin sampler follows :math:`\nabla_y c`)."""
+  if costs_lib.domain_of(cost_fn) != "euclidean":
+    raise ValueError(
+        f"The entropic solver samples in R^d: costs on the sphere "
+        f"({type(cost_fn).__name__}) are not supported; use a Euclidean "
+        f"cost (`costs.SqEuclidean()`, `costs.PNormP(p)`, the Euclidean "
+        f"distance).")
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(4, dim)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(4, dim)), jnp.float32)
+  try:
+    grads = jax.vmap(jax.grad(lambda a, b: cost_fn(a, b), argnums=1))(x, y)
+  except Exception as err:  # pylint: disable=broad-except
+    raise ValueError(
+        f"`cost_fn` ({type(cost_fn).__name__}) has no gradient in y that "
+        f"jax can compute ({type(err).__name__}: {err}); the Langevin "
+        f"sampler needs one.") from err
+  if not bool(jnp.all(jnp.isfinite(grads))):
+    raise ValueError(
+        f"`cost_fn` ({type(cost_fn).__name__}) has no finite gradient in y "
+        f"at random points; the Langevin sampler needs one.")
+
+
+def _check_warm_start(warm_start: Any, dim: int,
+                      cost_fn: costs.CostFn) -> None:
+  if warm_start is None or (isinstance(warm_start, str)
+                            and warm_start == "train"):
+    return
+  if isinstance(warm_start, ConditionalPotentials):
+    raise TypeError(
+        "`warm_start` must be ENOTPotentials of one problem, not "
+        "ConditionalPotentials: pass `potentials.at(condition)`.")
+  if not isinstance(warm_start, ENOTPotentials):
+    raise TypeError(
+        f"`warm_start` must be \"train\", None (a cold start) or "
+        f"ENOTPotentials, got {warm_start!r}.")
+  model = warm_start.model
+  if model.dim != dim:
+    raise ValueError(
+        f"`warm_start` maps points of dimension {model.dim}, not "
+        f"`dim_data` = {dim}: pass potentials of this problem.")
+  if model.conditional:
+    raise ValueError("`warm_start` must be an unconditional model.")
+  if costs_lib.cost_key(model.cost_fn) != costs_lib.cost_key(cost_fn):
+    raise ValueError(
+        f"`warm_start` was trained for another cost "
+        f"({type(model.cost_fn).__name__}) than `cost_fn` "
+        f"({type(cost_fn).__name__}): train ENOT with this cost, or pass "
+        f"`warm_start=\"train\"`.")
+
+
+class EntropicSolver(enot_face.PairFit):
+  r"""Entropic optimal transport plans, sampled: :math:`y \sim
+  \pi_\varepsilon(\cdot \mid x)`, warm-started by ENOT.
+
+  Learns :math:`f` with :math:`\pi_\varepsilon(y \mid x) \propto
+  \exp\big((f(y) - c(x, y))/\varepsilon\big)`, the plan of
+
+  .. math::
+
+    \min_{\pi \in \Pi(\alpha, \beta)} \int c\, d\pi + \varepsilon\,
+    \mathrm{KL}(\pi \,\|\, \alpha\otimes\beta),
+
+  by energy-guided training on its weak dual (:cite:`mokrov:24`;
+  :mod:`ott_enot.methods.entropic`). ``cost_fn`` is ott's: for
+  ``costs.SqEuclidean()`` (:math:`\|x - y\|^2`, the default)
+  :math:`\varepsilon` is twice that of :math:`\tfrac12\|x - y\|^2`
+  (``costs.PNormP(2)``); the KL and differential-entropy regularisations
+  give the same plan.
+
+  **Warm start** (the default, ``warm_start="train"``): the first ``fit``
+  trains ENOT (:class:`~ott_enot.ENOTSolver`) on the same data, then the
+  energy starts as ENOT's Kantorovich potential :math:`g` (:math:`f = g +
+  \varepsilon\, r_\theta`, the residual learning the rest) and the chains start
+  at ENOT's map :math:`T(x)` plus noise of the conditional's scale: the
+  :math:`\varepsilon \to 0` limit of the plan is :math:`T`. Where the plan
+  spreads (large :math:`\varepsilon`) the chains start instead at target
+  points kept in the state, resampled with ENOT's semi-discrete entropic
+  weights :math:`\propto e^{(g(a_j) - c(x, a_j))/\varepsilon}`
+  (:meth:`~ott_enot.model.entropic.EnergyModel.start`). So training and
+  sampling start near their answer. ``warm_start`` may also be trained
+  :class:`~ott_enot.ENOTPotentials` of the same cost, or :obj:`None` for a
+  cold start (the authors' recipe: chains from noise, 95 % replayed from a
+  buffer, 100 steps per training step). For a metric cost that ENOT trains
+  through a surrogate (the Euclidean distance), only the map is used.
+
+  Args:
+    dim_data: :math:`d`.
+    epsilon: :math:`\varepsilon > 0`, in the units of ``cost_fn``.
+    cost_fn: An ott cost on :math:`\mathbb{R}^d` with a gradient in
+      :math:`y`; default ``costs.SqEuclidean()``.
+    energy_network: The residual :math:`r_\theta` (Linen or NNX, one number
+      per point); default ott's ELU MLP ``[128] * 4``.
+    warm_start: ``"train"``, :class:`~ott_enot.ENOTPotentials`, or
+      :obj:`None`.
+    optimizer: Optax optimiser of the residual; default Adam with a cosine
+      decay from ``learning_rate``.
+    learning_rate: Peak learning rate of the default optimiser.
+    langevin_steps: Langevin steps per training step (default 10 warm, 100
+      cold).
+    replay: Probability of replaying a chain from the buffer (default
+      0.95).
+    buffer_size: Chains kept in the state (at least the batch size).
+    sample_steps: MALA steps of validation and the default of
+      :meth:`~ott_enot.model.entropic.EntropicPotentials.sample` (default
+      200 warm, 700 cold).
+    adjusted_training: Metropolis-adjust the training chains (MALA); with
+      ``False`` they are unadjusted (ULA, the authors').
+    num_train_iters: Training steps of a run.
+    valid_freq: Validate every ``valid_freq`` steps.
+    log_freq: Log every ``log_freq`` steps.
+    logging: Return ``(potentials, logs)`` from ``fit``.
+    rng: Key of the initialisation; default ``jax.random.key(0)``.
+    warm_start_options: Arguments of the :class:`~ott_enot.ENOTSolver` of
+      ``warm_start="train"`` (default its own, with ``num_train_iters`` of
+      this solver and its ``progress_bar``).
+    progress_bar: Show a progress bar.
+    chunk_size: Steps fused into one dispatch (as
+      :class:`~ott_enot.ENOTSolver`'s).
+    checkpoint_dir: Directory of the run's checkpoints (the chains
+      included), or :obj:`None`.
+    checkpoint_every: Steps between checkpoints.
+    checkpoint_keep: How many of the latest checkpoints to keep.
+    mesh: A :class:`jax.sharding.Mesh` to train data-parallel on.
+    keep_best: Return the plan of the best validation by ``fit/floor`` of
+      the draws (as :class:`~ott_enot.ENOTSolver`'s).
+
+  Attributes:
+    warm_start: The ENOT potentials the plan started from (after the first
+      ``fit`` for ``"train"``), or :obj:`None`.
+    warm_start_solver: The :class:`~ott_enot.ENOTSolver` of
+      ``warm_start="train"`` (its state kept whatever raises).
+  """
+
+  def __init__(
+      self,
+      dim_data: int,
+      epsilon: float,
+      cost_fn: Optional[costs.CostFn] = None,
+      energy_network: Optional[Any] = None,
+      warm_start: Any = "train",
+      optimizer: Optional[optax.GradientTransformation] = None,
+      learning_rate: float = 1e-3,
+      langevin_steps: Optional[int] = None,
+      replay: Optional[float] = None,
+      buffer_size: int = 4096,
+      sample_steps: Optional[int] = None,
+      adjusted_training: bool = True,
+      num_train_iters: int = 2000,
+      valid_freq: int = 500,
+      log_freq: int = 100,
+      logging: bool = False,
+      rng: Optional[jax.Array] = None,
+      *,
+      warm_start_options: Optional[Dict[str, Any]] = None,
+      progress_bar: bool = True,
+      chunk_size: int = 100,
+      checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+      checkpoint_every: int = 1000,
+      checkpoint_keep: int = 3,
+      mesh: Optional[jax.sharding.Mesh] = None,
+      keep_best: Optional[bool] = None,
+  ):
+    dim = checks.check_positive_int("dim_data", dim_data)
+    epsilon = check_epsilon(epsilon)
+    checks.check_hyperparameters(
+        dim_data=dim, expectile=1.0, expectile_loss_coef=0.0,
+        num_train_iters=num_train_iters, valid_freq=valid_freq,
+        log_freq=log_freq, chunk_size=chunk_size, optimizer_f=None,
+        optimizer_g=None,
+        cost_fn=costs.SqEuclidean() if cost_fn is None else cost_fn,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        checkpoint_keep=checkpoint_keep)
+    cost_fn = costs_lib.canonical_cost(
+        costs.SqEuclidean() if cost_fn is None else cost_fn)
+    check_cost_gradient(cost_fn, dim)
+    _check_warm_start(warm_start, dim, cost_fn)
+    warm = warm_start is not None
+    steps, chance, sampling = WARM_CHAINS if warm else COLD_CHAINS
+    langevin_steps = checks.check_positive_int(
+        "langevin_steps", steps if langevin_steps is None else langevin_steps)
+    sample_steps = checks.check_positive_int(
+        "sample_steps", sampling if sample_steps is None else sample_steps)
+    buffer_size = checks.check_positive_int("buffer_size", buffer_size)
+    replay = chance if replay is None else replay
+    if not (isinstance(replay, numbers.Real) and 0.0 <= float(replay) <= 1.0):
+      raise ValueError(f"`replay` must be a probability in [0, 1], got "
+                       f"{replay!r}.")
+    if not (isinstance(learning_rate, numbers.Real)
+            and math.isfinite(learning_rate) and learning_rate > 0):
+      raise ValueError(f"`learning_rate` must be positive, got "
+                       f"{learning_rate!r}.")
+    if optimizer is not None and not (hasattr(optimizer, "init")
+                                      and hasattr(optimizer, "update")):
+      raise TypeError(
+          f"`optimizer` must be an optax `GradientTransformation` (e.g. "
+          f"`optax.adam(1e-3)`), got {type(optimizer).__name__}.")
+    if warm_start_options is not None and not isinstance(warm_start_options,
+                                                         dict):
+      raise TypeError("`warm_start_options` must be a dict of ENOTSolver "
+                      "arguments.")
+    network = networks.as_network(energy_network, "energy_network")
+    if network is None:
+      network = networks.default_network(1)
+    if networks.NetworkInputs(dim).outputs_per_point(
+        network, "energy_network") != 1:
+      raise ValueError("`energy_network` must return one number per point.")
+    key = utils.default_prng_key(rng)
+    init_key, enot_key = jax.random.split(key)
+
+    self.warm_start_solver = None
+    self.warm_start = None
+    base_model, base_params = None, ()
+    if isinstance(warm_start, ENOTPotentials):
+      self.warm_start = warm_start
+      base_model = warm_start.model
+      base_params = (warm_start.params_f, warm_start.params_g)
+    elif warm:
+      options = dict(num_train_iters=num_train_iters,
+                     progress_bar=progress_bar, rng=enot_key)
+      options.update(warm_start_options or {})
+      self.warm_start_solver = enot_face.ENOTSolver(dim, cost_fn=cost_fn, **options)
+      base_model = self.warm_start_solver.model
+      base_params = self.warm_start_solver.state.params
+    model = model_lib.EnergyModel(cost_fn, network, dim, base_model)
+    if optimizer is None:
+      optimizer = enot_face.default_optimizer(num_train_iters,
+                                              float(learning_rate))
+    method = method_lib.Entropic(
+        model, optimizer, langevin_steps, float(replay), buffer_size,
+        sample_steps, bool(adjusted_training))
+    super().__init__(
+        method, method.init(init_key, epsilon, base_params),
+        num_train_iters=num_train_iters, valid_freq=valid_freq,
+        log_freq=log_freq, logging=logging, progress_bar=progress_bar,
+        chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every, checkpoint_keep=checkpoint_keep,
+        mesh=mesh, keep_best=keep_best)
+
+  # ---- what the solver is ----
+
+  @property
+  def epsilon(self) -> float:
+    r""":math:`\varepsilon`."""
+    return float(self.state.epsilon)
+
+  @property
+  def cost_fn(self) -> costs.CostFn:
+    """The cost :math:`c`."""
+    return self.method.model.cost_fn
+
+  @property
+  def dim_data(self) -> int:
+    """:math:`d`."""
+    return self.method.model.dim
+
+  @property
+  def pending_warm_start(self) -> bool:
+    """Whether the next ``fit`` trains ENOT first."""
+    return self.warm_start_solver is not None and self.warm_start is None
+
+  def set_warm_start(self, potentials: ENOTPotentials) -> None:
+    """Start the plan from trained ENOT potentials of this solver's warm
+    start model (their parameters become the state's ``base``)."""
+    if potentials.model != self.method.model.base:
+      raise ValueError(
+          "`potentials` are not of this solver's ENOT model: build the "
+          "solver with `warm_start=potentials` instead.")
+    self.warm_start = potentials
+    self.state = self.state.replace(
+        base=(potentials.params_f, potentials.params_g))
+
+  # ---- training ----
+
+  def fit(self, data_or_x: Any, y: Optional[jnp.ndarray] = None, *,
+          resume: bool = False, **options: Any) -> Any:
+    """Train on two point clouds, an ott geometry or problem, or a sampler
+    (:meth:`ott_enot.solvers.enot.PairFit.fit`'s arguments). With
+    ``warm_start="train"`` the first call trains ENOT on the same data
+    first (``warm_start_solver``), unless it resumes a checkpoint (which
+    holds ENOT's parameters).
+
+    Returns:
+      :class:`~ott_enot.model.entropic.EntropicPotentials`, or
+      ``(potentials, logs)`` with ``logging=True``; ``logs["train_logs"]``
+      has ``loss``, ``acceptance``, ``step_size``, ``replayed``;
+      ``logs["valid_logs"]`` ``loss``, ``acceptance``, ``step_size``,
+      ``sample_cost``, ``fit``, ``floor``, ``strays``.
+    """
+    if self.pending_warm_start and not resume:
+      enot_options = {k: options[k] for k in (
+          "a", "b", "batch_size", "valid_fraction", "replace", "rng")
+                      if k in options}
+      potentials = self.warm_start_solver.fit(data_or_x, y, **enot_options)
+      if isinstance(potentials, tuple):  # warm_start_options asked for logs
+        potentials = potentials[0]
+      self.set_warm_start(potentials)
+    if resume and self.warm_start_solver is not None:
+      self.warm_start = None  # ENOT's parameters come with the checkpoint
+    result = enot_face.PairFit.fit(self, data_or_x, y, resume=resume,
+                                   **options)
+    if resume and self.warm_start_solver is not None:
+      self.warm_start = ENOTPotentials(*self.state.base,
+                                       self.method.model.base)
+    return result
+
+  def __call__(self, *loaders: Any, callback: Any = None,
+               resume: bool = False) -> Any:
+    """Train on ott's four loaders (as
+    :meth:`ott_enot.solvers.enot.PairFit.__call__`).
+
+    Raises:
+      ValueError: with ``warm_start="train"`` before ENOT is trained
+        (loaders cannot be replayed for it): train with ``fit`` or pass
+        trained ENOT potentials as ``warm_start``.
+    """
+    if self.pending_warm_start and not resume:
+      raise ValueError(
+          "`warm_start=\"train\"` trains ENOT on the data first, which "
+          "loaders cannot replay: use `fit(...)`, or build the solver with "
+          "`warm_start=` trained ENOTPotentials (or None for a cold start).")
+    return enot_face.PairFit.__call__(self, *loaders, callback=callback,
+                                      resume=resume)
