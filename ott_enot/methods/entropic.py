@@ -22,10 +22,10 @@ and descends
 
 (in units of :math:`\log \pi`). Chains live in the state: a buffer of
 ``buffer_size`` pairs :math:`(x, \hat y)`; a step takes ``n`` of them (a
-batch's worth), replays each with probability ``replay`` (the authors'
-persistent chains: 0.95 cold) or starts it afresh at the batch's :math:`x_i`
-(at :math:`T(x_i)` + noise when warm), runs ``langevin_steps`` steps and
-writes them back. So checkpoints hold the chains, and a resumed run goes on
+batch's worth), replays each with probability ``replay`` (persistent chains,
+the authors': 0.95 by default) or starts it afresh at the batch's :math:`x_i`
+(:meth:`~ott_enot.model.entropic.EnergyModel.start`: near ENOT's plan when
+warm, noise when cold), runs ``langevin_steps`` steps and writes them back. So checkpoints hold the chains, and a resumed run goes on
 with the same chains bit for bit. The Langevin step size adapts once per
 step to the chains' acceptance (:func:`ott_enot.model.langevin.adapt_log_step`);
 the first step calibrates it and the chains' spread from the batch
@@ -201,7 +201,7 @@ class Entropic:
   model: model_lib.EnergyModel
   optimizer: optax.GradientTransformation
   langevin_steps: int = 10
-  replay: float = 0.0
+  replay: float = 0.95
   buffer_size: int = 4096
   sample_steps: int = 200
   adjusted_training: bool = True

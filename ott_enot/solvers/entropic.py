@@ -357,11 +357,10 @@ class EntropicSolver(enot_face.PairFit):
       if isinstance(potentials, tuple):  # warm_start_options asked for logs
         potentials = potentials[0]
       self.set_warm_start(potentials)
-    if resume and self.warm_start_solver is not None:
-      self.warm_start = None  # ENOT's parameters come with the checkpoint
     result = enot_face.PairFit.fit(self, data_or_x, y, resume=resume,
                                    **options)
     if resume and self.warm_start_solver is not None:
+      # ENOT's parameters came with the checkpoint
       self.warm_start = ENOTPotentials(*self.state.base,
                                        self.method.model.base)
     return result
