@@ -36,12 +36,12 @@ from typing import Any, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from ott_enot.evaluation import metrics as metrics_lib
 from ott_enot.methods.enot import SELECTION_TOLERANCE, fit_selection_score
+from ott_enot.methods.enot import _value  # the log rows' one conversion
 from ott_enot.model import entropic as model_lib
 from ott_enot.model import langevin
 from ott_enot.training import checkpoints
@@ -176,10 +176,6 @@ def energy_loss(model: model_lib.EnergyModel, energy: Params,
   chains = jax.lax.stop_gradient(chains)
   return (jnp.mean(model.residual(energy, chains))
           - jnp.mean(model.residual(energy, targets)))
-
-
-def _value(a: Any) -> Any:
-  return np.asarray(a, np.float64).tolist()
 
 
 @dataclasses.dataclass(frozen=True)

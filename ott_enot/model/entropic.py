@@ -59,6 +59,7 @@ from ott_enot import costs as costs_lib
 from ott_enot.model import langevin
 from ott_enot.model.networks import Network, NetworkInputs
 from ott_enot.model.parameterisations import TransportModel
+from ott_enot.model.potentials import _checked_params
 
 #: The effective number of anchors above which warm chains start at
 #: resampled anchors rather than at ENOT's map (:meth:`EnergyModel.start`).
@@ -437,11 +438,7 @@ class EntropicPotentials:
       raise ValueError(
           "`data` does not hold an entropic plan of these networks: build "
           f"the solver with the same networks and dimension ({err}).") from err
-    for want, got in zip(jax.tree.leaves(self.params), jax.tree.leaves(params)):
-      if jnp.shape(want) != jnp.shape(got):
-        raise ValueError(
-            f"`data` holds parameters of other shapes ({jnp.shape(got)} vs "
-            f"{jnp.shape(want)}): build the solver with the same networks.")
+    params = _checked_params(self.params, params, "`data`")
     return EntropicPotentials(params, self.model, self.num_steps)
 
   def save(self, path: Union[str, os.PathLike]) -> None:
