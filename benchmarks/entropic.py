@@ -21,8 +21,15 @@ Rows:
           training step as warm, given warm's whole wall time (ENOT's
           pre-training included) when --equal-time
 
+population  (``--population``, Gaussians: their data do not depend on eps)
+          one EntropicPopulation over every --eps (members seeded 0) from
+          one ENOT warm start, against as many EntropicSolvers trained one
+          after another from the same warm start: cB-UVP per eps, whole
+          wall time of each (compilation included)
+
 Usage:
   python benchmarks/entropic.py --dims 2 16 --eps 0.1 1 10 --seeds 0 1
+  python benchmarks/entropic.py --population --dims 2 16 --eps 0.1 1 10
   python benchmarks/entropic.py --problems mixture --dims 2 --eps 0.1 \\
       --curve   # accuracy against wall time, warm and cold
 """
@@ -210,6 +217,75 @@ def run(args, name, dim, eps, seed):
   return rows, curves
 
 
+def population_rows(args, dim, seed):
+  """(eps, population cB-UVP, alone cB-UVP) per eps and the two wall
+  times: one EntropicPopulation over args.eps against one EntropicSolver
+  per eps, the same ENOT warm start."""
+  problems = {eps: GaussianProblem(dim, eps, seed) for eps in args.eps}
+  first = problems[args.eps[0]]  # the measures do not depend on eps
+  rng = np.random.default_rng(seed)
+  x = first.sample_source(rng, 20_000).astype(np.float32)
+  y = first.sample_target(rng, 20_000).astype(np.float32)
+  test_x = first.sample_source(rng, args.test_points).astype(np.float32)
+  key = jax.random.key(seed)
+  enot = ott_enot.ENOTSolver(dim, cost_fn=COST,
+                             num_train_iters=args.enot_steps,
+                             progress_bar=False, rng=key).fit(
+                                 x, y, batch_size=args.batch)
+  common = dict(cost_fn=COST, warm_start=enot, num_train_iters=args.steps,
+                langevin_steps=args.langevin_steps, valid_freq=args.steps,
+                log_freq=args.steps, progress_bar=False,
+                sample_steps=args.sample_steps)
+
+  def cond(problem, potentials):
+    draws = np.asarray(potentials.sample(test_x, args.samples,
+                                         jax.random.key(7)))
+    means, covs = problem.conditional_moments(test_x)
+    return truth.conditional_bw_uvp(draws, means, covs,
+                                    problem.target_variance())
+
+  start = time.perf_counter()
+  result = ott_enot.EntropicPopulation(
+      dim, args.eps[0], members=ott_enot.solvers.population.grid(
+          epsilon=list(args.eps), seed=[seed]), rng=key, **common).fit(
+              x, y, batch_size=args.batch)
+  jax.block_until_ready(result.member(0).params)
+  population_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  alone = [ott_enot.EntropicSolver(dim, eps, rng=jax.random.key(seed),
+                                   **common).fit(x, y, batch_size=args.batch)
+           for eps in args.eps]
+  jax.block_until_ready(alone[-1].params)
+  alone_seconds = time.perf_counter() - start
+  rows = [(eps, cond(problems[eps], result.member(i)),
+           cond(problems[eps], alone[i])) for i, eps in enumerate(args.eps)]
+  return rows, population_seconds, alone_seconds
+
+
+def main_population(args):
+  print("| D | eps | population cB-UVP % | alone cB-UVP % | seeds |")
+  print("|---|---|---|---|---|")
+  for dim in args.dims:
+    per_eps, times = {}, []
+    for seed in args.seeds:
+      rows, pop_s, alone_s = population_rows(args, dim, seed)
+      times.append((pop_s, alone_s))
+      print(f"  D={dim} seed {seed}: population {pop_s:.1f} s, "
+            f"{len(args.eps)} solvers {alone_s:.1f} s; " + ", ".join(
+                f"eps {e:g}: {p:.2f}/{a:.2f}" for e, p, a in rows),
+            flush=True)
+      for eps, pop, alone in rows:
+        per_eps.setdefault(eps, []).append((pop, alone))
+    for eps, values in per_eps.items():
+      v = np.asarray(values)
+      print(f"| {dim} | {eps:g} | {v[:, 0].mean():.2f} ± {v[:, 0].std():.2f}"
+            f" | {v[:, 1].mean():.2f} ± {v[:, 1].std():.2f} | {len(v)} |")
+    t = np.asarray(times)
+    print(f"| {dim} | all | {t[:, 0].mean():.1f} s (one program) | "
+          f"{t[:, 1].mean():.1f} s ({len(args.eps)} solvers) | {len(t)} |",
+          flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--problems", nargs="+", default=["gaussian",
@@ -232,11 +308,17 @@ def main():
                       help="cB-UVP against training time, every "
                            "--curve-every steps")
   parser.add_argument("--curve-every", type=int, default=100)
+  parser.add_argument("--population", action="store_true",
+                      help="one EntropicPopulation over --eps against one "
+                           "solver per eps (Gaussians)")
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}; steps "
         f"{args.steps}, ENOT {args.enot_steps}, Langevin {args.langevin_steps}"
         f" per step, sampling {args.sample_steps} MALA steps, "
         f"{args.test_points} test x x {args.samples} draws")
+  if args.population:
+    main_population(args)
+    return
   print("| problem | D | eps | method | cB-UVP % | joint BW-UVP % | seconds |"
         " seeds |")
   print("|---|---|---|---|---|---|---|---|")
@@ -247,6 +329,11 @@ def main():
         for seed in args.seeds:
           rows, curves = run(args, name, dim, eps, seed)
           all_curves.append(curves)
+          # each seed's rows as it ends: a run stopped by a time limit
+          # still says what it measured
+          print(f"  {name} D={dim} eps={eps:g} seed {seed}: " + ", ".join(
+              f"{method} {cond:.2f}/{joint:.2f} ({seconds:.0f} s)"
+              for method, cond, joint, seconds in rows), flush=True)
           for method, cond, joint, seconds in rows:
             results.setdefault(method.split(" (")[0], []).append(
                 (method, cond, joint, seconds))

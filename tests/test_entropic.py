@@ -284,6 +284,73 @@ def test_save_and_load_round_trip(warm_solver, tmp_path):
                                 loaded.sample(TEST_X[:4], 3, key))
 
 
+# ---- populations: a sweep over epsilon and seeds in one program ----
+
+def test_population_members_equal_their_solvers_trained_alone(warm_solver):
+  """Members over epsilon and seeds from one warm start (set on a pending
+  "train" population: broadcast into every member); the member (eps 1,
+  seed 1) trains as EntropicSolver(eps 1, rng=key(1)) alone."""
+  enot_potentials = warm_solver[0].warm_start
+  common = dict(cost_fn=COST, num_train_iters=20, log_freq=10,
+                progress_bar=False, chunk_size=10, buffer_size=256,
+                **NETWORKS)
+  population = ott_enot.EntropicPopulation(
+      D, EPS, members=ott_enot.solvers.population.grid(
+          epsilon=[EPS, 1.0], seed=[0, 1]), valid_freq=10, sample_steps=20,
+      warm_start_options=dict(num_train_iters=1000, chunk_size=500,
+                              valid_freq=1000, log_freq=1000,
+                              **ENOT_NETWORKS), **common)
+  assert population.pending_warm_start
+  population.set_warm_start(enot_potentials)
+  result = population.fit(sampler)
+  logs = result.logs
+  np.testing.assert_allclose(population.epsilon, [EPS, EPS, 1.0, 1.0])
+  alone = ott_enot.EntropicSolver(D, 1.0, warm_start=enot_potentials,
+                                  valid_freq=1000, rng=jax.random.key(1),
+                                  **common)
+  alone.fit(sampler)
+  member = result.member(3)
+  assert isinstance(member, ott_enot.EntropicPotentials)
+  for a, b in zip(jax.tree.leaves(member.params.energy),
+                  jax.tree.leaves(alone.state.energy.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+  assert float(member.params.epsilon) == 1.0
+  for a, b in zip(jax.tree.leaves(member.params.base),
+                  jax.tree.leaves(enot_potentials.params_f)
+                  + jax.tree.leaves(enot_potentials.params_g)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # every member validated on its own draws, against one floor
+  assert np.shape(logs["valid_logs"]["sample_cost"][-1]) == (4,)
+  assert np.ndim(logs["valid_logs"]["floor"][-1]) == 0
+  rows = result.table()
+  assert [r["epsilon"] for r in rows] == [EPS, EPS, 1.0, 1.0]
+  assert all({"sample_cost", "acceptance", "fit/floor"} <= set(r)
+             for r in rows)
+  # larger epsilon: a wider plan, so a larger mean cost of the draws
+  costs_by_eps = np.asarray([r["sample_cost"] for r in rows])
+  assert costs_by_eps[2:].mean() > costs_by_eps[:2].mean()
+  scores = result.evaluate(TEST_X, np.asarray(sampler(jax.random.key(7))[1]))
+  assert scores.shape == (4,) and np.all(np.isfinite(scores))
+
+
+@pytest.mark.parametrize("members, kwargs, error, match", [
+    ([], {}, ValueError, "empty"),
+    ({"epsilon": 0.1}, {}, TypeError, "list of dicts"),
+    ([{"expectile": 0.9}], {}, ValueError, "unknown settings"),
+    ([{"epsilon": 0.0}], {}, ValueError, r"members\[0\]\['epsilon'\]"),
+    ([{"epsilon": 1.0}, {"epsilon": True}], {}, ValueError,
+     r"members\[1\]\['epsilon'\]"),
+    ([{"seed": 0}, {}], {}, ValueError, "every member or to none"),
+    ([{"learning_rate": 1e-3}], dict(optimizer=optax.adam(1e-3)), ValueError,
+     "learning_rate_scale"),
+])
+def test_population_refuses_bad_members(members, kwargs, error, match):
+  with pytest.raises(error, match=match):
+    ott_enot.EntropicPopulation(D, EPS, cost_fn=COST, warm_start=None,
+                                members=members, progress_bar=False,
+                                **kwargs)
+
+
 # ---- bad input, before anything compiles ----
 
 class NoGradient(costs.TICost):

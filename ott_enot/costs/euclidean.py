@@ -37,7 +37,7 @@ class Euclidean(costs.Euclidean):
     )
 
   def __call__(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """:math:`\|x - y\|` of two points ``[d]``."""
+    r""":math:`\|x - y\|` of two points ``[d]``."""
     return numerics.norm(x - y)
 
   def tree_flatten(self):  # noqa: D102

@@ -6,8 +6,9 @@ implement); below the solvers (the faces). Files:
 
 - :mod:`~ott_enot.methods.enot`: :class:`ENOT` (one model, with or without a
   condition), its state and pure step;
-- :mod:`~ott_enot.methods.population`: :class:`Population` (ENOT members in
-  one program) and its :class:`PopulationResult`;
+- :mod:`~ott_enot.methods.population`: :class:`Population` (members of one
+  method, ENOT's or the entropic plan's, in one program) and its
+  :class:`PopulationResult`;
 - :mod:`~ott_enot.methods.entropic`: :class:`Entropic`, the entropic plan
   (energy-guided, Langevin chains in the state).
 """
@@ -22,7 +23,12 @@ from ott_enot.methods.enot import (
     is_forward,
     validation_metrics,
 )
-from ott_enot.methods.entropic import Entropic, EntropicTrainState
+from ott_enot.methods.entropic import (
+    Entropic,
+    EntropicHyperparameters,
+    EntropicMember,
+    EntropicTrainState,
+)
 from ott_enot.methods.population import (
     Member,
     Population,
@@ -34,6 +40,8 @@ __all__ = [
     "ENOT",
     "Entropic",
     "EntropicTrainState",
+    "EntropicHyperparameters",
+    "EntropicMember",
     "ENOTTrainState",
     "Hyperparameters",
     "StepMetrics",

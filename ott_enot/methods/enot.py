@@ -20,7 +20,7 @@ forward, phase 1 inverse).
 """
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -282,10 +282,42 @@ class ENOT:
     """:class:`ValidationMetrics`' fields and the fit of the mapped points
     to the target batch beside the reference's floor (``fit``, ``floor``,
     ``strays``: :func:`ott_enot.evaluation.metrics.validation_fit`)."""
+    metrics, mapped = self.member_validation(params, batch, hyper)
+    return dict(metrics, **metrics_lib.validation_fit(mapped, batch[1],
+                                                      reference))
+
+  # ---- as a population's member (:class:`~ott_enot.methods.Population`) ----
+
+  #: The validation entries a population's table shows beside the fit.
+  member_table_keys = ("w_dist", "map_cost")
+
+  def hyperparameters(self, members: Sequence[Any]) -> Hyperparameters:
+    """The members' :class:`Hyperparameters`, ``[members]`` (from their
+    ``expectile``, ``expectile_loss_coef``, ``learning_rate_scale``)."""
+    return Hyperparameters(*(
+        jnp.asarray([getattr(m, name) for m in members], jnp.float32)
+        for name in ("expectile", "expectile_loss_coef",
+                     "learning_rate_scale")))
+
+  def init_member(self, rng: jax.Array, hyper: Hyperparameters
+                 ) -> ENOTTrainState:
+    """A member's fresh state: :meth:`init` (the member's scalars live in
+    ``hyper``, not in the state)."""
+    del hyper
+    return self.init(rng)
+
+  def member_validation(self, params: tuple, batch: Tuple[jnp.ndarray, ...],
+                        hyper: Optional[Hyperparameters] = None
+                       ) -> Tuple[Dict[str, Any], jnp.ndarray]:
+    """:class:`ValidationMetrics`' fields (and ``points``) and the mapped
+    points :math:`T(x)` ``[n, d]`` whose fit :meth:`validate` measures."""
     metrics, mapped = validation_metrics(*params, *batch, method=self,
                                          hyper=hyper)
-    return dict(metrics._asdict(), points=batch[1].shape[-2],
-                **metrics_lib.validation_fit(mapped, batch[1], reference))
+    return dict(metrics._asdict(), points=batch[1].shape[-2]), mapped
+
+  def pushforward(self, potentials: Any, x: jnp.ndarray) -> jnp.ndarray:
+    r""":math:`T(x)` ``[n, d]``: the points whose fit judges a member."""
+    return potentials.transport(x)
 
   def selection_score(self, metrics: Dict[str, Any]) -> Any:
     """``fit / floor`` (lower is better): the map's fit at the resolution of

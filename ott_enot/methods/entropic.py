@@ -32,7 +32,7 @@ the first step calibrates it and the chains' spread from the batch
 (:func:`calibration`).
 """
 import dataclasses
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,8 @@ from ott_enot.training.state import NetworkState, restart
 __all__ = [
     "Entropic",
     "EntropicTrainState",
+    "EntropicHyperparameters",
+    "EntropicMember",
     "ChainBuffer",
     "EntropicStepMetrics",
     "calibration",
@@ -122,6 +124,49 @@ class EntropicTrainState(struct.PyTreeNode):
     return model_lib.EntropicParams(
         self.energy.params, self.base, self.epsilon, self.log_step,
         self.chain_loc, self.chain_scale, self.anchors)
+
+
+class EntropicHyperparameters(struct.PyTreeNode):
+  r"""Per-member scalars of an entropic population
+  (:class:`~ott_enot.methods.Population`): arrays ``[members]`` in its
+  state, scalars inside a member's step.
+
+  Attributes:
+    epsilon: :math:`\varepsilon` (a member's state holds it from its
+      start: :meth:`Entropic.init_member`).
+    learning_rate_scale: Factor on the residual's optimiser updates.
+  """
+  epsilon: jnp.ndarray
+  learning_rate_scale: jnp.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class EntropicMember:
+  r"""One entropic member's settings.
+
+  Attributes:
+    seed: Seed of its residual network's initialisation and its chains
+      (``jax.random.key(seed)``, as ``rng=`` of an
+      :class:`~ott_enot.EntropicSolver` trained alone), or :obj:`None` for
+      the population's ``rng``.
+    epsilon: :math:`\varepsilon > 0`, in the units of the cost.
+    learning_rate_scale: Factor on the optimiser's updates.
+    learning_rate: The peak learning rate of the default optimiser, when the
+      member was given one.
+  """
+  seed: Optional[int]
+  epsilon: float
+  learning_rate_scale: float = 1.0
+  learning_rate: Optional[float] = None
+
+  def as_dict(self) -> Dict[str, Any]:
+    """The settings a user gave or would give (no derived ones)."""
+    out = {"seed": self.seed, "epsilon": self.epsilon}
+    if self.learning_rate is not None:
+      out["learning_rate"] = self.learning_rate
+    else:
+      out["learning_rate_scale"] = self.learning_rate_scale
+    return out
 
 
 class EntropicStepMetrics(NamedTuple):
@@ -239,8 +284,11 @@ class Entropic:
         step=jnp.asarray(0, jnp.int32), diverged=jnp.asarray(False))
 
   def step(self, state: EntropicTrainState, batch: Tuple[jnp.ndarray, ...],
-           phase: int) -> tuple:
-    """One step (unguarded; the engine guards it)."""
+           phase: int, hyper: Optional[EntropicHyperparameters] = None
+          ) -> tuple:
+    r"""One step (unguarded; the engine guards it); ``hyper``: a population
+    member's scalars (its learning-rate scale; its :math:`\varepsilon` is
+    the state's)."""
     del phase
     x, y = batch[0], batch[1]
     n, size = x.shape[0], self.buffer_size
@@ -280,7 +328,8 @@ class Entropic:
     loss, grads = jax.value_and_grad(energy_loss, argnums=1)(
         self.model, state.energy.params, ys, y)
     new = state.replace(
-        energy=state.energy.apply_gradients(grads),
+        energy=state.energy.apply_gradients(
+            grads, None if hyper is None else hyper.learning_rate_scale),
         log_step=langevin.adapt_log_step(log_step, info.acceptance),
         chains=ChainBuffer(buffer.x.at[slots].set(xs),
                            buffer.y.at[slots].set(ys),
@@ -313,18 +362,9 @@ class Entropic:
     \hat y_i)}`, and the fit of the draws to the target batch beside its
     floor (the plan's second marginal is :math:`\beta`:
     :func:`ott_enot.evaluation.metrics.validation_fit`)."""
-    x, y = batch[0], batch[1]
-    samples, info = model_lib.sample_plan(
-        self.model, params, x, jax.random.key(0), num_samples=1,
-        num_steps=self.sample_steps, adjusted=True,
-        adapt_steps=self.sample_steps // 4)
-    drawn = samples[:, 0]
-    loss = energy_loss(self.model, params.energy, drawn, y)
-    cost = jnp.mean(jax.vmap(self.model.cost_fn)(x, drawn))
-    return dict(loss=loss, acceptance=info.acceptance,
-                step_size=jnp.exp(params.log_step), sample_cost=cost,
-                points=y.shape[-2],
-                **metrics_lib.validation_fit(drawn, y, reference))
+    metrics, drawn = self.member_validation(params, batch)
+    return dict(metrics, **metrics_lib.validation_fit(drawn, batch[1],
+                                                      reference))
 
   def selection_score(self, metrics: Dict[str, Any]) -> Any:
     """``fit / floor`` of the draws' marginal
@@ -358,6 +398,52 @@ class Entropic:
         "langevin_steps": int(self.langevin_steps),
         "buffer_size": int(self.buffer_size),
     }
+
+  # ---- as a population's member (:class:`~ott_enot.methods.Population`) ----
+
+  #: The validation entries a population's table shows beside the fit.
+  member_table_keys = ("sample_cost", "acceptance")
+
+  def hyperparameters(self, members: Sequence[EntropicMember]
+                     ) -> EntropicHyperparameters:
+    """The members' :class:`EntropicHyperparameters`, ``[members]``."""
+    return EntropicHyperparameters(*(
+        jnp.asarray([getattr(m, name) for m in members], jnp.float32)
+        for name in ("epsilon", "learning_rate_scale")))
+
+  def init_member(self, rng: jax.Array, hyper: EntropicHyperparameters,
+                  base: Any = ()) -> EntropicTrainState:
+    r"""A fresh state as :class:`~ott_enot.EntropicSolver` ``(rng=rng)``
+    makes it: :meth:`init` from the first half of ``rng`` (the second
+    seeds a warm start's ENOT), with the member's :math:`\varepsilon` and
+    ENOT's parameters ``base`` (shared by the members)."""
+    return self.init(jax.random.split(rng)[0], hyper.epsilon, base)
+
+  def member_validation(
+      self, params: model_lib.EntropicParams, batch: Tuple[jnp.ndarray, ...],
+      hyper: Optional[EntropicHyperparameters] = None
+  ) -> Tuple[Dict[str, Any], jnp.ndarray]:
+    """The validation metrics but the fit (``loss``, ``acceptance``,
+    ``step_size``, ``sample_cost``, ``points``) and the draws ``[n, d]``
+    whose fit :meth:`validate` measures."""
+    del hyper  # the parameters hold epsilon
+    x, y = batch[0], batch[1]
+    samples, info = model_lib.sample_plan(
+        self.model, params, x, jax.random.key(0), num_samples=1,
+        num_steps=self.sample_steps, adjusted=True,
+        adapt_steps=self.sample_steps // 4)
+    drawn = samples[:, 0]
+    loss = energy_loss(self.model, params.energy, drawn, y)
+    cost = jnp.mean(jax.vmap(self.model.cost_fn)(x, drawn))
+    return dict(loss=loss, acceptance=info.acceptance,
+                step_size=jnp.exp(params.log_step), sample_cost=cost,
+                points=y.shape[-2]), drawn
+
+  def pushforward(self, potentials: model_lib.EntropicPotentials,
+                  x: jnp.ndarray) -> jnp.ndarray:
+    r"""One draw :math:`\hat y_i \sim \pi(\cdot \mid x_i)` per point
+    ``[n, d]`` (a fixed key), as validation draws them."""
+    return potentials.sample(x, 1, jax.random.key(0))[:, 0]
 
   def result(self, state: EntropicTrainState
             ) -> model_lib.EntropicPotentials:

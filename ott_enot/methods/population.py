@@ -1,19 +1,35 @@
-r"""A population of ENOT members as a training method: many settings of
-``seed``, ``expectile``, ``expectile_loss_coef`` and the learning rate in one
-compiled program, and their result, chosen without ground truth.
+r"""A population of members of one training method, as a training method:
+many settings (for :class:`~ott_enot.methods.ENOT`: ``seed``, ``expectile``,
+``expectile_loss_coef`` and the learning rate; for
+:class:`~ott_enot.methods.Entropic`: ``seed``, :math:`\varepsilon` and the
+learning rate) in one compiled program, and their result, chosen without
+ground truth.
 
 The members' states are stacked along a leading axis
-(:class:`PopulationState`), and :class:`Population`'s step is
-:class:`~ott_enot.methods.ENOT`'s vmapped over them, each with its own
-:class:`~ott_enot.methods.enot.Hyperparameters`, all on the same batch; the
-engine guards every member on its own (its step counter and divergence
-flag: a member whose step is not finite keeps its last good state while the
-others train on). One validation program scores every member on held-out
-data with a criterion that needs no ground truth: the Sinkhorn divergence of
-:math:`T(x)` to held-out target points over the resampling floor (``fit /
-floor``, :func:`ott_enot.evaluation.metrics.fit_and_floor`, the floor computed
-once for all members). :class:`PopulationResult` holds the table, the chosen
-member (:meth:`PopulationResult.best`) and every member's potentials.
+(:class:`PopulationState`), and :class:`Population`'s step is the member
+method's vmapped over them, each with its own hyper-parameters, all on the
+same batch; the engine guards every member on its own (its step counter and
+divergence flag: a member whose step is not finite keeps its last good state
+while the others train on). One validation program scores every member on
+held-out data with a criterion that needs no ground truth: the Sinkhorn
+divergence of the points the member pushes held-out :math:`x` to
+(:math:`T(x)`, or one draw of a plan per :math:`x`) to held-out target
+points over the resampling floor (``fit / floor``,
+:func:`ott_enot.evaluation.metrics.fit_and_floor`, the floor computed once for
+all members). :class:`PopulationResult` holds the table, the chosen member
+(:meth:`PopulationResult.best`) and every member's result.
+
+A method joins populations by declaring (as :class:`~ott_enot.methods.ENOT`
+and :class:`~ott_enot.methods.Entropic` do):
+
+- ``hyperparameters(members)``: the members' per-member scalars, a pytree of
+  ``[members]`` arrays;
+- ``init_member(rng, hyper, **shared)``: one member's fresh state;
+- ``step(state, batch, phase, hyper=...)``: its step with a member's scalars;
+- ``member_validation(params, batch, hyper)``: validation metrics (a dict
+  with ``points``) and the points ``[n, d]`` whose fit judges the member;
+- ``pushforward(result, x)``: the same points from a member's result;
+- ``member_table_keys``: the validation entries of the table.
 """
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
@@ -25,13 +41,6 @@ import numpy as np
 from flax import struct
 
 from ott_enot.evaluation import metrics as metrics_lib
-from ott_enot.methods.enot import (
-    ENOT,
-    ENOTTrainState,
-    Hyperparameters,
-    validation_metrics,
-)
-from ott_enot.model.potentials import ENOTPotentials
 
 __all__ = ["Member", "PopulationState", "Population", "PopulationResult"]
 
@@ -40,7 +49,7 @@ Logs = Dict[str, Dict[str, List[Any]]]
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-  r"""One member's settings.
+  r"""One ENOT member's settings.
 
   Attributes:
     seed: Seed of its networks' initialisation (``jax.random.key(seed)``,
@@ -70,17 +79,19 @@ class Member:
 
 
 class PopulationState(struct.PyTreeNode):
-  """The states of a population of ENOT members, stacked on a leading axis.
+  """The states of a population's members, stacked on a leading axis.
 
   Attributes:
-    members: An :class:`~ott_enot.methods.ENOTTrainState` whose leaves have
-      a leading axis of size ``members`` (each member its own networks,
+    members: The member method's state (an
+      :class:`~ott_enot.methods.ENOTTrainState` or
+      :class:`~ott_enot.methods.EntropicTrainState`) whose leaves have a
+      leading axis of size ``members`` (each member its own networks,
       optimiser states, step counter and divergence flag).
-    hyper: :class:`~ott_enot.methods.enot.Hyperparameters` of shape
-      ``[members]``.
+    hyper: The member method's hyper-parameters (e.g.
+      :class:`~ott_enot.methods.enot.Hyperparameters`), ``[members]``.
   """
-  members: ENOTTrainState
-  hyper: Hyperparameters
+  members: Any
+  hyper: Any
 
   @property
   def size(self) -> int:
@@ -98,8 +109,9 @@ class PopulationState(struct.PyTreeNode):
     return self.members.diverged
 
   @property
-  def params(self) -> tuple:
-    """``(params_f, params_g)``, stacked over the members."""
+  def params(self) -> Any:
+    """The members' parameters (for ENOT ``(params_f, params_g)``), stacked
+    over the members."""
     return self.members.params
 
   def with_progress(self, step: jnp.ndarray,
@@ -107,25 +119,27 @@ class PopulationState(struct.PyTreeNode):
     """The same members with these step counters and divergence flags."""
     return self.replace(members=self.members.with_progress(step, diverged))
 
-  def member(self, i: int) -> ENOTTrainState:
+  def member(self, i: int) -> Any:
     """Member ``i``'s state (its hyper-parameters are ``hyper``'s)."""
     return jax.tree.map(lambda a: a[i], self.members)
 
 
 @dataclasses.dataclass(frozen=True)
 class Population:
-  """A population of :class:`~ott_enot.methods.ENOT` members as one
-  training method (module docstring).
+  r"""A population of members of one training method, as one training method
+  (module docstring).
 
   Attributes:
-    member: The method every member runs (its expectile and weight are
-      replaced by each member's; its networks, optimisers, cost and
-      schedule are shared).
-    members: The members' :class:`Member` settings (not compared: they live
-      in the state, so populations of other settings share programs).
+    member: The method every member runs (:class:`~ott_enot.methods.ENOT`,
+      whose expectile and weight each member replaces;
+      :class:`~ott_enot.methods.Entropic`, whose :math:`\varepsilon` each
+      member sets; its networks, optimisers, cost and schedule are shared).
+    members: The members' settings (:class:`Member`,
+      :class:`~ott_enot.methods.entropic.EntropicMember`; not compared: they
+      live in the state, so populations of other settings share programs).
   """
-  member: ENOT
-  members: Tuple[Member, ...] = dataclasses.field(compare=False)
+  member: Any
+  members: Tuple[Any, ...] = dataclasses.field(compare=False)
 
   selection_metric = "fit/floor"  # each member's best kept (in memory)
 
@@ -154,22 +168,29 @@ class Population:
   def data_spec(self) -> Any:  # noqa: D102
     return self.member.data_spec
 
-  def member_init(self, rng: jax.Array) -> ENOTTrainState:
-    """One member's fresh state (:meth:`ENOT.init`)."""
-    return self.member.init(rng)
+  def member_init(self, rng: jax.Array, **shared: Any) -> Any:
+    """The first member's fresh state (for its shapes)."""
+    hyper = jax.tree.map(lambda a: a[0],
+                         self.member.hyperparameters(self.members[:1]))
+    return self.member.init_member(rng, hyper, **shared)
 
-  def init(self, rng: jax.Array) -> PopulationState:
-    """Every member's fresh networks: from ``jax.random.key(seed)`` (as a
-    solver's ``rng``), or ``rng`` for members without a seed."""
+  def init(self, rng: jax.Array, **shared: Any) -> PopulationState:
+    """Every member's fresh state: from ``jax.random.key(seed)`` (as a
+    solver's ``rng``), or ``rng`` for members without a seed; ``shared``:
+    the member method's ``init_member`` arguments that every member shares
+    (an entropic population's warm start)."""
     keys = jnp.stack([
         rng if m.seed is None else jax.random.key(m.seed) for m in self.members
     ])
-    hyper = Hyperparameters(*(
-        jnp.asarray([getattr(m, name) for m in self.members], jnp.float32)
-        for name in ("expectile", "expectile_loss_coef",
-                     "learning_rate_scale")
-    ))
-    return PopulationState(jax.vmap(self.member.init)(keys), hyper)
+    hyper = self.member.hyperparameters(self.members)
+    members = jax.vmap(
+        lambda key, h: self.member.init_member(key, h, **shared))(keys, hyper)
+    return PopulationState(members, hyper)
+
+  def map_members(self, state: PopulationState, fun: Any) -> PopulationState:
+    """``state`` with ``fun`` applied to every member's state (vmapped; what
+    ``fun`` closes over is shared, and broadcast into every member)."""
+    return state.replace(members=jax.vmap(fun)(state.members))
 
   def step(self, state: PopulationState, batch: Tuple[jnp.ndarray, ...],
            phase: int) -> tuple:
@@ -184,7 +205,7 @@ class Population:
     return self.member.zero_metrics(state.members)
 
   def params(self, state: PopulationState) -> tuple:
-    """``((params_f, params_g), hyper)``, stacked over the members."""
+    """``(params, hyper)``, stacked over the members."""
     return state.params, state.hyper
 
   def validation_reference(
@@ -196,13 +217,15 @@ class Population:
                reference: metrics_lib.FitReference) -> dict:
     """Every member's validation metrics ``[members]``; the floors are one
     number each (they depend on the target batch only)."""
-    (params_fg, hyper), y = params, batch[1]
-    metrics, mapped = jax.vmap(
-        lambda p, h: validation_metrics(*p, *batch, method=self.member,
-                                        hyper=h)
-    )(params_fg, hyper)
-    return dict(metrics._asdict(), points=y.shape[-2],
-                **metrics_lib.validation_fit(mapped, y, reference))
+    (member_params, hyper), y = params, batch[1]
+
+    def one(p, h):
+      metrics, pushed = self.member.member_validation(p, batch, h)
+      return {k: v for k, v in metrics.items() if k != "points"}, pushed
+
+    metrics, pushed = jax.vmap(one)(member_params, hyper)
+    return dict(metrics, points=y.shape[-2],
+                **metrics_lib.validation_fit(pushed, y, reference))
 
   def selection_score(self, metrics: Dict[str, Any]) -> np.ndarray:
     """The member method's score, ``[members]``."""
@@ -223,9 +246,9 @@ class Population:
     """The member method's description (the shapes tell the size)."""
     return self.member.describe()
 
-  def member_potentials(self, state: PopulationState,
-                        i: int) -> ENOTPotentials:
-    """Member ``i``'s potentials."""
+  def member_potentials(self, state: PopulationState, i: int) -> Any:
+    """Member ``i``'s result (:class:`~ott_enot.ENOTPotentials`,
+    :class:`~ott_enot.EntropicPotentials`)."""
     if not 0 <= i < len(self.members):
       raise IndexError(f"member {i} of a population of {len(self.members)}")
     return self.member.result(state.member(i))
@@ -264,8 +287,9 @@ class PopulationResult:
   def __len__(self) -> int:
     return len(self.members)
 
-  def member(self, i: int) -> ENOTPotentials:
-    """Member ``i``'s :class:`~ott_enot.ENOTPotentials`."""
+  def member(self, i: int) -> Any:
+    """Member ``i``'s result (:class:`~ott_enot.ENOTPotentials`, or
+    :class:`~ott_enot.EntropicPotentials` for an entropic population)."""
     return self._method.member_potentials(self._state, i)
 
   def member_logs(self, i: int) -> Logs:
@@ -294,14 +318,17 @@ class PopulationResult:
     return fit / floor
 
   def evaluate(self, x: jnp.ndarray, y: jnp.ndarray) -> np.ndarray:
-    """``[members]``: ``fit / floor`` of each member's map on held-out
-    points (:func:`ott_enot.evaluation.metrics.fit_and_floor`).
+    """``[members]``: ``fit / floor`` of the points each member pushes
+    held-out ``x`` to (:math:`T(x)`; one draw of an entropic plan per
+    :math:`x`) on held-out points
+    (:func:`ott_enot.evaluation.metrics.fit_and_floor`).
 
     Args:
       x: Held-out source points ``[n, d]``.
       y: Held-out target points ``[m, d]``, independent of ``x``.
     """
-    mapped = jnp.stack([self.member(i).transport(x) for i in range(len(self))])
+    push = self._method.member.pushforward
+    mapped = jnp.stack([push(self.member(i), x) for i in range(len(self))])
     fit, floor = metrics_lib.fit_and_floor(mapped, jnp.asarray(y))
     return np.asarray(fit / floor, np.float64)
 
@@ -333,14 +360,16 @@ class PopulationResult:
     return int(np.argmin(crit))
 
   def best(self, x: Optional[jnp.ndarray] = None,
-           y: Optional[jnp.ndarray] = None) -> ENOTPotentials:
-    """The chosen member's :class:`~ott_enot.ENOTPotentials` (by the last
-    validation, or by held-out ``x`` and ``y``)."""
+           y: Optional[jnp.ndarray] = None) -> Any:
+    """The chosen member's result (by the last validation, or by held-out
+    ``x`` and ``y``)."""
     return self.member(self.best_index(x, y))
 
   def table(self) -> List[Dict[str, Any]]:
     """One row per member: its settings, ``fit``, ``floor``, ``fit/floor``,
-    ``strays``, ``w_dist``, ``map_cost`` at the last validation; with
+    ``strays`` and the member method's ``member_table_keys`` (ENOT:
+    ``w_dist``, ``map_cost``; entropic: ``sample_cost``, ``acceptance``) at
+    the last validation; with
     ``keep_best``, the ``kept step`` and ``kept fit/floor`` (the criterion)
     of the parameters it holds; ``diverged`` and ``steps``."""
     valid = self.logs["valid_logs"] if self.logs is not None else None
@@ -349,12 +378,11 @@ class PopulationResult:
     for i, m in enumerate(self.members):
       row = {"member": i, **m.as_dict()}
       if has_valid:
-        row.update(
-            fit=valid["fit"][-1][i], floor=valid["floor"][-1],
-            w_dist=valid["w_dist"][-1][i], map_cost=valid["map_cost"][-1][i]
-        )
+        row.update(fit=valid["fit"][-1][i], floor=valid["floor"][-1])
         row["fit/floor"] = row["fit"] / row["floor"]
         row["strays"] = valid["strays"][-1][i]
+        row.update({key: valid[key][-1][i]
+                    for key in self._method.member.member_table_keys})
       if (self.best_scores is not None and "selection" in (self.logs or {})
           and np.isfinite(self.best_scores[i])):
         row["kept step"] = int(self.logs["selection"]["step"][i])
@@ -390,7 +418,8 @@ class PopulationResult:
       _, ax = plt.subplots(figsize=(7, 4))
     best = self.best_index() if highlight is None else int(highlight)
     short = {"seed": "seed", "expectile": "tau", "expectile_loss_coef": "lambda",
-             "learning_rate": "lr", "learning_rate_scale": "lr x"}
+             "learning_rate": "lr", "learning_rate_scale": "lr x",
+             "epsilon": "eps"}
     for i, m in enumerate(self.members):
       label = ", ".join(f"{short[k]} {v:g}" for k, v in m.as_dict().items()
                         if v is not None)

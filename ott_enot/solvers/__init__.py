@@ -15,7 +15,7 @@ what it is given into a feed and runs the engine. Files:
   :class:`ConditionalExpectileNeuralDual`;
 - :mod:`~ott_enot.solvers.population`: :class:`ENOTPopulation`;
 - :mod:`~ott_enot.solvers.entropic`: :class:`EntropicSolver`, the entropic
-  plan warm-started by ENOT.
+  plan warm-started by ENOT, and :class:`EntropicPopulation`.
 """
 from ott_enot.solvers import (
     base,
@@ -29,7 +29,7 @@ from ott_enot.solvers.base import Solver
 from ott_enot.solvers.compat import ExpectileNeuralDual
 from ott_enot.solvers.conditional import ConditionalExpectileNeuralDual
 from ott_enot.solvers.enot import ENOTSolver, default_optimizer
-from ott_enot.solvers.entropic import EntropicSolver
+from ott_enot.solvers.entropic import EntropicPopulation, EntropicSolver
 from ott_enot.solvers.population import ENOTPopulation, grid
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "ConditionalExpectileNeuralDual",
     "ENOTPopulation",
     "EntropicSolver",
+    "EntropicPopulation",
     "default_optimizer",
     "grid",
     "base",

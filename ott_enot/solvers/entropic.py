@@ -9,10 +9,12 @@ whatever raises). With ``warm_start="train"`` (the default) its first
 ``fit`` trains an :class:`~ott_enot.ENOTSolver` on the same data first and
 starts the plan from it.
 """
+import functools
 import math
 import numbers
 import os
-from typing import Any, Dict, Optional, Union
+from typing import (Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +26,16 @@ from ott.geometry import costs
 from ott_enot import checks
 from ott_enot import costs as costs_lib
 from ott_enot.methods import entropic as method_lib
+from ott_enot.methods import population as methods_population
 from ott_enot.model import entropic as model_lib
 from ott_enot.model import networks
 from ott_enot.model.potentials import ConditionalPotentials, ENOTPotentials
 from ott_enot.solvers import base
 from ott_enot.solvers import enot as enot_face
+from ott_enot.solvers import population
 
-__all__ = ["EntropicSolver", "check_epsilon", "check_cost_gradient"]
+__all__ = ["EntropicSolver", "EntropicPopulation", "MEMBER_KEYS", "configure",
+           "check_epsilon", "check_cost_gradient"]
 
 #: The chains' settings of a warm start, as (Langevin steps per training
 #: step, replay probability, MALA steps of sampling). Warm chains are
@@ -109,6 +114,159 @@ def _check_warm_start(warm_start: Any, dim: int,
         f"({type(model.cost_fn).__name__}) than `cost_fn` "
         f"({type(cost_fn).__name__}): train ENOT with this cost, or pass "
         f"`warm_start=\"train\"`.")
+
+
+def _entropic_arguments(
+    dim_data: int,
+    epsilon: float,
+    cost_fn: Optional[costs.CostFn] = None,
+    energy_network: Optional[Any] = None,
+    warm_start: Any = "train",
+    optimizer: Optional[optax.GradientTransformation] = None,
+    learning_rate: float = 1e-3,
+    langevin_steps: Optional[int] = None,
+    replay: Optional[float] = None,
+    buffer_size: int = 4096,
+    sample_steps: Optional[int] = None,
+    adjusted_training: bool = True,
+    num_train_iters: int = 2000,
+    valid_freq: int = 500,
+    log_freq: int = 100,
+    logging: bool = False,
+    rng: Optional[jax.Array] = None,
+    *,
+    warm_start_options: Optional[Dict[str, Any]] = None,
+    progress_bar: bool = True,
+    chunk_size: int = 100,
+    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    checkpoint_every: int = 1000,
+    checkpoint_keep: int = 3,
+    mesh: Optional[jax.sharding.Mesh] = None,
+    keep_best: Optional[bool] = None,
+) -> Dict[str, Any]:
+  """The entropic solver's arguments, bound (the signature documented by
+  :class:`EntropicSolver`)."""
+  return dict(locals())
+
+
+class Configuration(NamedTuple):
+  """The entropic solver's arguments turned into parts.
+
+  Attributes:
+    method: The :class:`~ott_enot.methods.Entropic` method.
+    epsilon: :math:`\\varepsilon`.
+    rng: The user's key (:meth:`~ott_enot.methods.Entropic.init_member`
+      splits it: the energy and chains from one half, a trained warm
+      start's ENOT from the other).
+    base: ENOT's ``(params_f, params_g)`` of the warm start (an untrained
+      ENOT's for ``"train"``), or ``()`` cold.
+    warm_start: The given :class:`~ott_enot.ENOTPotentials`, or
+      :obj:`None`.
+    warm_start_solver: The :class:`~ott_enot.ENOTSolver` of
+      ``warm_start="train"``, or :obj:`None`.
+    learning_rate: The default optimiser's peak learning rate.
+    default_optimizer: Whether no ``optimizer`` was given.
+    run: The :class:`~ott_enot.solvers.base.Solver` settings of the runs.
+  """
+  method: method_lib.Entropic
+  epsilon: float
+  rng: jax.Array
+  base: Any
+  warm_start: Optional[ENOTPotentials]
+  warm_start_solver: Optional[enot_face.ENOTSolver]
+  learning_rate: float
+  default_optimizer: bool
+  run: Dict[str, Any]
+
+
+def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any]
+             ) -> Configuration:
+  """Check the entropic solver's arguments (``args``, ``kwargs``: those of
+  :class:`EntropicSolver`) and build its parts.
+
+  Raises:
+    TypeError, ValueError: for bad arguments, before anything compiles.
+  """
+  a = _entropic_arguments(*args, **kwargs)
+  (dim_data, epsilon, cost_fn, energy_network, warm_start, optimizer,
+   learning_rate, langevin_steps, replay, buffer_size, sample_steps,
+   adjusted_training, num_train_iters, valid_freq, log_freq, logging, rng,
+   warm_start_options, progress_bar, chunk_size, checkpoint_dir,
+   checkpoint_every, checkpoint_keep, mesh, keep_best) = a.values()
+  dim = checks.check_positive_int("dim_data", dim_data)
+  epsilon = check_epsilon(epsilon)
+  checks.check_hyperparameters(
+      dim_data=dim, expectile=1.0, expectile_loss_coef=0.0,
+      num_train_iters=num_train_iters, valid_freq=valid_freq,
+      log_freq=log_freq, chunk_size=chunk_size, optimizer_f=None,
+      optimizer_g=None,
+      cost_fn=costs.SqEuclidean() if cost_fn is None else cost_fn,
+      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+      checkpoint_keep=checkpoint_keep)
+  cost_fn = costs_lib.canonical_cost(
+      costs.SqEuclidean() if cost_fn is None else cost_fn)
+  check_cost_gradient(cost_fn, dim)
+  _check_warm_start(warm_start, dim, cost_fn)
+  warm = warm_start is not None
+  steps, chance, sampling = WARM_CHAINS if warm else COLD_CHAINS
+  langevin_steps = checks.check_positive_int(
+      "langevin_steps", steps if langevin_steps is None else langevin_steps)
+  sample_steps = checks.check_positive_int(
+      "sample_steps", sampling if sample_steps is None else sample_steps)
+  buffer_size = checks.check_positive_int("buffer_size", buffer_size)
+  replay = chance if replay is None else replay
+  if not (isinstance(replay, numbers.Real) and 0.0 <= float(replay) <= 1.0):
+    raise ValueError(f"`replay` must be a probability in [0, 1], got "
+                     f"{replay!r}.")
+  if not (isinstance(learning_rate, numbers.Real)
+          and math.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"`learning_rate` must be positive, got "
+                     f"{learning_rate!r}.")
+  if optimizer is not None and not (hasattr(optimizer, "init")
+                                    and hasattr(optimizer, "update")):
+    raise TypeError(
+        f"`optimizer` must be an optax `GradientTransformation` (e.g. "
+        f"`optax.adam(1e-3)`), got {type(optimizer).__name__}.")
+  if warm_start_options is not None and not isinstance(warm_start_options,
+                                                       dict):
+    raise TypeError("`warm_start_options` must be a dict of ENOTSolver "
+                    "arguments.")
+  network = networks.as_network(energy_network, "energy_network")
+  if network is None:
+    network = networks.default_network(1)
+  if networks.NetworkInputs(dim).outputs_per_point(
+      network, "energy_network") != 1:
+    raise ValueError("`energy_network` must return one number per point.")
+  key = utils.default_prng_key(rng)
+  enot_key = jax.random.split(key)[1]
+  warm_start_solver, base_model, base = None, None, ()
+  if isinstance(warm_start, ENOTPotentials):
+    base_model = warm_start.model
+    base = (warm_start.params_f, warm_start.params_g)
+  elif warm:
+    options = dict(num_train_iters=num_train_iters,
+                   progress_bar=progress_bar, rng=enot_key)
+    options.update(warm_start_options or {})
+    warm_start_solver = enot_face.ENOTSolver(dim, cost_fn=cost_fn, **options)
+    base_model = warm_start_solver.model
+    base = warm_start_solver.state.params
+  model = model_lib.EnergyModel(cost_fn, network, dim, base_model)
+  default = optimizer is None
+  if default:
+    optimizer = enot_face.default_optimizer(num_train_iters,
+                                            float(learning_rate))
+  method = method_lib.Entropic(
+      model, optimizer, langevin_steps, float(replay), buffer_size,
+      sample_steps, bool(adjusted_training))
+  run = dict(num_train_iters=num_train_iters, valid_freq=valid_freq,
+             log_freq=log_freq, logging=logging, progress_bar=progress_bar,
+             chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
+             checkpoint_every=checkpoint_every,
+             checkpoint_keep=checkpoint_keep, mesh=mesh, keep_best=keep_best)
+  return Configuration(
+      method, epsilon, key, base,
+      warm_start if isinstance(warm_start, ENOTPotentials) else None,
+      warm_start_solver, float(learning_rate), default, run)
 
 
 class EntropicSolver(enot_face.PairFit):
@@ -194,110 +352,17 @@ class EntropicSolver(enot_face.PairFit):
       ``warm_start="train"`` (its state kept whatever raises).
   """
 
-  def __init__(
-      self,
-      dim_data: int,
-      epsilon: float,
-      cost_fn: Optional[costs.CostFn] = None,
-      energy_network: Optional[Any] = None,
-      warm_start: Any = "train",
-      optimizer: Optional[optax.GradientTransformation] = None,
-      learning_rate: float = 1e-3,
-      langevin_steps: Optional[int] = None,
-      replay: Optional[float] = None,
-      buffer_size: int = 4096,
-      sample_steps: Optional[int] = None,
-      adjusted_training: bool = True,
-      num_train_iters: int = 2000,
-      valid_freq: int = 500,
-      log_freq: int = 100,
-      logging: bool = False,
-      rng: Optional[jax.Array] = None,
-      *,
-      warm_start_options: Optional[Dict[str, Any]] = None,
-      progress_bar: bool = True,
-      chunk_size: int = 100,
-      checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
-      checkpoint_every: int = 1000,
-      checkpoint_keep: int = 3,
-      mesh: Optional[jax.sharding.Mesh] = None,
-      keep_best: Optional[bool] = None,
-  ):
-    dim = checks.check_positive_int("dim_data", dim_data)
-    epsilon = check_epsilon(epsilon)
-    checks.check_hyperparameters(
-        dim_data=dim, expectile=1.0, expectile_loss_coef=0.0,
-        num_train_iters=num_train_iters, valid_freq=valid_freq,
-        log_freq=log_freq, chunk_size=chunk_size, optimizer_f=None,
-        optimizer_g=None,
-        cost_fn=costs.SqEuclidean() if cost_fn is None else cost_fn,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        checkpoint_keep=checkpoint_keep)
-    cost_fn = costs_lib.canonical_cost(
-        costs.SqEuclidean() if cost_fn is None else cost_fn)
-    check_cost_gradient(cost_fn, dim)
-    _check_warm_start(warm_start, dim, cost_fn)
-    warm = warm_start is not None
-    steps, chance, sampling = WARM_CHAINS if warm else COLD_CHAINS
-    langevin_steps = checks.check_positive_int(
-        "langevin_steps", steps if langevin_steps is None else langevin_steps)
-    sample_steps = checks.check_positive_int(
-        "sample_steps", sampling if sample_steps is None else sample_steps)
-    buffer_size = checks.check_positive_int("buffer_size", buffer_size)
-    replay = chance if replay is None else replay
-    if not (isinstance(replay, numbers.Real) and 0.0 <= float(replay) <= 1.0):
-      raise ValueError(f"`replay` must be a probability in [0, 1], got "
-                       f"{replay!r}.")
-    if not (isinstance(learning_rate, numbers.Real)
-            and math.isfinite(learning_rate) and learning_rate > 0):
-      raise ValueError(f"`learning_rate` must be positive, got "
-                       f"{learning_rate!r}.")
-    if optimizer is not None and not (hasattr(optimizer, "init")
-                                      and hasattr(optimizer, "update")):
-      raise TypeError(
-          f"`optimizer` must be an optax `GradientTransformation` (e.g. "
-          f"`optax.adam(1e-3)`), got {type(optimizer).__name__}.")
-    if warm_start_options is not None and not isinstance(warm_start_options,
-                                                         dict):
-      raise TypeError("`warm_start_options` must be a dict of ENOTSolver "
-                      "arguments.")
-    network = networks.as_network(energy_network, "energy_network")
-    if network is None:
-      network = networks.default_network(1)
-    if networks.NetworkInputs(dim).outputs_per_point(
-        network, "energy_network") != 1:
-      raise ValueError("`energy_network` must return one number per point.")
-    key = utils.default_prng_key(rng)
-    init_key, enot_key = jax.random.split(key)
-
-    self.warm_start_solver = None
-    self.warm_start = None
-    base_model, base_params = None, ()
-    if isinstance(warm_start, ENOTPotentials):
-      self.warm_start = warm_start
-      base_model = warm_start.model
-      base_params = (warm_start.params_f, warm_start.params_g)
-    elif warm:
-      options = dict(num_train_iters=num_train_iters,
-                     progress_bar=progress_bar, rng=enot_key)
-      options.update(warm_start_options or {})
-      self.warm_start_solver = enot_face.ENOTSolver(dim, cost_fn=cost_fn, **options)
-      base_model = self.warm_start_solver.model
-      base_params = self.warm_start_solver.state.params
-    model = model_lib.EnergyModel(cost_fn, network, dim, base_model)
-    if optimizer is None:
-      optimizer = enot_face.default_optimizer(num_train_iters,
-                                              float(learning_rate))
-    method = method_lib.Entropic(
-        model, optimizer, langevin_steps, float(replay), buffer_size,
-        sample_steps, bool(adjusted_training))
+  def __init__(self, dim_data: int, *args: Any, **kwargs: Any):
+    config = configure((dim_data,) + args, kwargs)
+    self.entropic = config.method
+    self.warm_start = config.warm_start
+    self.warm_start_solver = config.warm_start_solver
+    one = lambda v: jnp.asarray(v, jnp.float32)
+    hyper = method_lib.EntropicHyperparameters(one(config.epsilon), one(1.0))
     super().__init__(
-        method, method.init(init_key, epsilon, base_params),
-        num_train_iters=num_train_iters, valid_freq=valid_freq,
-        log_freq=log_freq, logging=logging, progress_bar=progress_bar,
-        chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every, checkpoint_keep=checkpoint_keep,
-        mesh=mesh, keep_best=keep_best)
+        config.method,
+        config.method.init_member(config.rng, hyper, config.base),
+        **config.run)
 
   # ---- what the solver is ----
 
@@ -309,12 +374,12 @@ class EntropicSolver(enot_face.PairFit):
   @property
   def cost_fn(self) -> costs.CostFn:
     """The cost :math:`c`."""
-    return self.method.model.cost_fn
+    return self.entropic.model.cost_fn
 
   @property
   def dim_data(self) -> int:
     """:math:`d`."""
-    return self.method.model.dim
+    return self.entropic.model.dim
 
   @property
   def pending_warm_start(self) -> bool:
@@ -324,13 +389,22 @@ class EntropicSolver(enot_face.PairFit):
   def set_warm_start(self, potentials: ENOTPotentials) -> None:
     """Start the plan from trained ENOT potentials of this solver's warm
     start model (their parameters become the state's ``base``)."""
-    if potentials.model != self.method.model.base:
+    if potentials.model != self.entropic.model.base:
       raise ValueError(
           "`potentials` are not of this solver's ENOT model: build the "
           "solver with `warm_start=potentials` instead.")
     self.warm_start = potentials
-    self.state = self.state.replace(
-        base=(potentials.params_f, potentials.params_g))
+    self.state = self.with_base(self.state,
+                                (potentials.params_f, potentials.params_g))
+
+  def with_base(self, state: Any, base: Any) -> Any:
+    """``state`` with ENOT's parameters ``base`` (``(params_f,
+    params_g)``; a population's every member's)."""
+    return state.replace(base=base)
+
+  def base_of(self, state: Any) -> Any:
+    """ENOT's parameters ``(params_f, params_g)`` in ``state``."""
+    return state.base
 
   # ---- training ----
 
@@ -361,8 +435,8 @@ class EntropicSolver(enot_face.PairFit):
                                    **options)
     if resume and self.warm_start_solver is not None:
       # ENOT's parameters came with the checkpoint
-      self.warm_start = ENOTPotentials(*self.state.base,
-                                       self.method.model.base)
+      self.warm_start = ENOTPotentials(*self.base_of(self.state),
+                                       self.entropic.model.base)
     return result
 
   def __call__(self, *loaders: Any, callback: Any = None,
@@ -382,3 +456,112 @@ class EntropicSolver(enot_face.PairFit):
           "`warm_start=` trained ENOTPotentials (or None for a cold start).")
     return enot_face.PairFit.__call__(self, *loaders, callback=callback,
                                       resume=resume)
+
+
+#: The keys an entropic member's dict may have.
+MEMBER_KEYS = ("seed", "epsilon", "learning_rate", "learning_rate_scale")
+
+
+def _member(i: int, spec: Mapping[str, Any],
+            config: Configuration) -> method_lib.EntropicMember:
+  epsilon = population.member_number(
+      i, spec, "epsilon", config.epsilon, lambda v: v > 0, "positive")
+  scale, learning_rate = population.member_learning_rate(
+      i, spec, config.default_optimizer, config.learning_rate, "`optimizer`")
+  return method_lib.EntropicMember(population.member_seed(i, spec), epsilon,
+                                   scale, learning_rate)
+
+
+class EntropicPopulation(population.PopulationFace, EntropicSolver):
+  r"""A population of entropic plans trained in one compiled program: a
+  sweep over :math:`\varepsilon` (the plans' spread), seeds and learning
+  rates, chosen without ground truth.
+
+  Takes every argument of :class:`EntropicSolver` (the energy network, the
+  cost, the warm start, the chains' settings, steps, validation,
+  checkpoints, mesh), which all members share, and ``members``: the
+  per-member settings. A setting a member does not give is the
+  population's (``epsilon``, learning-rate scale 1, ``rng``). One warm
+  start serves every member: ``warm_start="train"`` trains one ENOT on the
+  data first (ENOT's map does not depend on :math:`\varepsilon`).
+
+  Members are :class:`~ott_enot.methods.Entropic` vmapped
+  (:class:`~ott_enot.methods.Population`): each its own residual network,
+  optimiser state, :math:`\varepsilon`, Langevin step size and chains, all
+  on the same batches; a member whose step is not finite keeps its last
+  good state while the others train on. Validation draws one sample per
+  held-out :math:`x` from every member and scores the draws' fit to held-out
+  target points over the resampling floor (the plan's second marginal is
+  :math:`\beta` whatever :math:`\varepsilon`): :meth:`fit` returns a
+  :class:`~ott_enot.PopulationResult` whose members are
+  :class:`~ott_enot.EntropicPotentials`. The fit does not rank
+  :math:`\varepsilon` (every exact plan has the marginal :math:`\beta`): it
+  finds members that failed; choosing :math:`\varepsilon` is the user's.
+
+  Example::
+
+    population = ott_enot.EntropicPopulation(
+        2, 0.1, members=ott_enot.solvers.population.grid(
+            epsilon=[0.03, 0.3, 3.0], seed=[0, 1]))
+    result = population.fit(x, y)
+    print(result.format_table())
+    samples = result.member(0).sample(x[:5], num_samples=16)
+
+  Args:
+    dim_data: Dimension of the data.
+    epsilon: The members' :math:`\varepsilon` where they give none.
+    args: The other positional arguments of :class:`EntropicSolver`.
+    members: A list of dicts with keys from :data:`MEMBER_KEYS`: ``seed``
+      (the residual's initialisation and the chains' noise, as
+      ``rng=jax.random.key(seed)`` of a solver trained alone), ``epsilon``,
+      ``learning_rate`` (the default optimiser's peak learning rate) or
+      ``learning_rate_scale`` (a factor on any optimiser's updates).
+      :func:`~ott_enot.solvers.population.grid` builds every combination.
+    max_memory_bytes: Refuse populations whose states (chains included)
+      need more (:func:`~ott_enot.solvers.population.memory_estimate`);
+      default: the device's memory limit, or the host's RAM on the CPU.
+    kwargs: The other keyword arguments of :class:`EntropicSolver`.
+
+  Raises:
+    TypeError, ValueError: for bad members (none, unknown keys, values out
+      of range, ``learning_rate`` with a user optimiser), a population too
+      large for the memory, or the solver's own bad arguments; before
+      anything compiles.
+  """
+
+  def __init__(self, dim_data: int, epsilon: float, *args: Any,
+               members: Sequence[Mapping[str, Any]],
+               max_memory_bytes: Optional[int] = None, **kwargs: Any):
+    # pylint: disable=super-init-not-called,non-parent-init-called
+    config = configure((dim_data, epsilon) + args, kwargs)
+    self.entropic = config.method
+    self.warm_start = config.warm_start
+    self.warm_start_solver = config.warm_start_solver
+    self.members = population.check_members(
+        members, MEMBER_KEYS, lambda i, spec: _member(i, spec, config),
+        "grid(epsilon=[0.1, 1.0], seed=[0, 1])")
+    population.check_seeds_choose(
+        self.members, {"energy_network": self.entropic.model.network})
+    method = methods_population.Population(self.entropic,
+                                           tuple(self.members))
+    population.check_memory(
+        jax.eval_shape(functools.partial(method.member_init,
+                                         base=config.base), config.rng),
+        len(self.members), max_memory_bytes)
+    enot_face.PairFit.__init__(
+        self, method, method.init(config.rng, base=config.base),
+        **config.run)
+
+  @property
+  def epsilon(self) -> np.ndarray:
+    r"""The members' :math:`\varepsilon`, ``[members]``."""
+    return np.asarray(self.state.members.epsilon, np.float64)
+
+  def with_base(self, state: Any, base: Any) -> Any:
+    """``state`` with ENOT's parameters ``base`` in every member."""
+    return self.method.map_members(state, lambda m: m.replace(base=base))
+
+  def base_of(self, state: Any) -> Any:
+    """ENOT's parameters ``(params_f, params_g)`` (every member's are
+    the same)."""
+    return jax.tree.map(lambda a: a[0], state.members.base)

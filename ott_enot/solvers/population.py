@@ -21,7 +21,9 @@ points over the resampling floor (``fit / floor``,
 (:meth:`~ott_enot.PopulationResult.best`) and every member's potentials.
 
 This module is the face: the user's member dicts checked (:func:`grid`
-builds them), the memory the population needs, the solver.
+builds them), the memory the population needs, the solver; the checks and
+:class:`PopulationFace` are shared with the entropic plans' population
+(:class:`~ott_enot.solvers.entropic.EntropicPopulation`).
 
 Example::
 
@@ -37,7 +39,8 @@ import itertools
 import math
 import numbers
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import jax
 import numpy as np
@@ -49,7 +52,6 @@ from ott_enot.methods.population import (
     PopulationState,
 )
 from ott_enot.model import networks
-from ott_enot.model.potentials import ENOTPotentials
 from ott_enot.solvers import base
 from ott_enot.solvers import enot as enot_face
 
@@ -58,8 +60,15 @@ __all__ = [
     "Member",
     "grid",
     "ENOTPopulation",
+    "PopulationFace",
     "PopulationResult",
     "memory_estimate",
+    "check_members",
+    "check_memory",
+    "check_seeds_choose",
+    "member_number",
+    "member_learning_rate",
+    "member_seed",
 ]
 
 #: The keys a member's dict may have.
@@ -73,10 +82,12 @@ def grid(**values: Sequence[Any]) -> List[Dict[str, Any]]:
   """Every combination of the given values (the last key varies fastest).
 
   Args:
-    values: For each key of :data:`MEMBER_KEYS`, a list of values.
+    values: For each key of :data:`MEMBER_KEYS` (or of
+      :data:`ott_enot.solvers.entropic.MEMBER_KEYS`), a list of values.
 
   Returns:
-    A list of member dicts for :class:`ENOTPopulation`'s ``members``.
+    A list of member dicts for the ``members`` of :class:`ENOTPopulation`
+    (or :class:`~ott_enot.solvers.entropic.EntropicPopulation`).
 
   Example: ``grid(expectile=[0.9, 0.99], seed=[0, 1])`` gives four members.
   """
@@ -93,15 +104,29 @@ def grid(**values: Sequence[Any]) -> List[Dict[str, Any]]:
           for combo in itertools.product(*(values[k] for k in keys))]
 
 
-def _check_members(
-    members: Sequence[Mapping[str, Any]], defaults: Dict[str, float],
-    default_optimizers: bool
-) -> List[Member]:
-  """Members from the user's dicts, checked; raises before anything runs."""
+def check_members(
+    members: Sequence[Mapping[str, Any]], keys: Sequence[str],
+    make: Callable[[int, Mapping[str, Any]], Any], example: str
+) -> List[Any]:
+  """Members from the user's dicts, checked; raises before anything runs.
+
+  Args:
+    members: The user's list of dicts.
+    keys: The settings a member may give.
+    make: ``(i, spec) -> member``: one member's settings, checked (raises
+      naming ``members[i]``).
+    example: A ``grid(...)`` call for the error messages.
+
+  Returns:
+    The members, in order.
+
+  Raises:
+    TypeError, ValueError: naming the member, the setting and the fix.
+  """
   if isinstance(members, Mapping) or not isinstance(members, Sequence):
     raise TypeError(
-        "`members` must be a list of dicts (e.g. "
-        "`ott_enot.solvers.population.grid(expectile=[0.9, 0.99])`), got "
+        f"`members` must be a list of dicts (e.g. "
+        f"`ott_enot.solvers.population.{example}`), got "
         f"{type(members).__name__}."
     )
   if not members:
@@ -115,14 +140,14 @@ def _check_members(
           f"`members[{i}]` must be a dict of settings, got "
           f"{type(spec).__name__}."
       )
-    unknown = sorted(set(spec) - set(MEMBER_KEYS))
+    unknown = sorted(set(spec) - set(keys))
     if unknown:
       raise ValueError(
           f"`members[{i}]` has unknown settings {unknown}; a member sets "
-          f"{list(MEMBER_KEYS)} (settings that change shapes, such as the "
+          f"{list(keys)} (settings that change shapes, such as the "
           f"networks or the batch size, need separate populations)."
       )
-    out.append(_member(i, spec, defaults, default_optimizers))
+    out.append(make(i, spec))
   seeded = {m.seed is not None for m in out}
   if len(seeded) > 1:
     raise ValueError(
@@ -132,17 +157,25 @@ def _check_members(
   return out
 
 
-def _member(i: int, spec: Mapping[str, Any], defaults: Dict[str, float],
-            default_optimizers: bool) -> Member:
-  def number(key: str, ok, why: str) -> float:
-    value = spec.get(key, defaults.get(key))
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-        or not math.isfinite(value) or not ok(value)):
-      raise ValueError(f"`members[{i}]['{key}']` must be {why}, got {value!r}.")
-    return float(value)
+def member_number(i: int, spec: Mapping[str, Any], key: str, default: Any,
+                  ok: Callable[[float], bool], why: str) -> float:
+  """``spec[key]`` (else ``default``) as a finite float for which ``ok``
+  holds, else a ``ValueError`` naming ``members[i][key]`` and ``why``."""
+  value = spec.get(key, default)
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+      or not math.isfinite(value) or not ok(value)):
+    raise ValueError(f"`members[{i}]['{key}']` must be {why}, got {value!r}.")
+  return float(value)
 
-  expectile = number("expectile", lambda v: 0 < v <= 1, "in (0, 1]")
-  coef = number("expectile_loss_coef", lambda v: v >= 0, ">= 0")
+
+def member_learning_rate(i: int, spec: Mapping[str, Any],
+                         default_optimizers: bool, default_learning_rate: float,
+                         optimizer_args: str = "`optimizer_f`/`optimizer_g`"
+                        ) -> Tuple[float, Optional[float]]:
+  """``(learning_rate_scale, learning_rate)`` of ``members[i]``: from its
+  ``learning_rate`` (the default optimiser's peak, over
+  ``default_learning_rate``: the population's own, unless it was given
+  ``optimizer_args``) or its ``learning_rate_scale`` (default 1)."""
   if "learning_rate" in spec and "learning_rate_scale" in spec:
     raise ValueError(
         f"`members[{i}]` gives both `learning_rate` and "
@@ -154,13 +187,18 @@ def _member(i: int, spec: Mapping[str, Any], defaults: Dict[str, float],
       raise ValueError(
           f"`members[{i}]['learning_rate']` sets the peak learning rate of "
           f"the default optimiser, but the population was given "
-          f"`optimizer_f`/`optimizer_g`: use `learning_rate_scale` (a factor "
-          f"on your optimiser's updates) instead."
+          f"{optimizer_args}: use `learning_rate_scale` (a factor on your "
+          f"optimiser's updates) instead."
       )
-    learning_rate = number("learning_rate", lambda v: v > 0, "> 0")
-    scale = learning_rate / enot_face.DEFAULT_LEARNING_RATE
-  else:
-    scale = number("learning_rate_scale", lambda v: v > 0, "> 0")
+    learning_rate = member_number(i, spec, "learning_rate", None,
+                                  lambda v: v > 0, "> 0")
+    return learning_rate / default_learning_rate, learning_rate
+  return member_number(i, spec, "learning_rate_scale", 1.0, lambda v: v > 0,
+                       "> 0"), None
+
+
+def member_seed(i: int, spec: Mapping[str, Any]) -> Optional[int]:
+  """``members[i]``'s ``seed`` (an int >= 0, or :obj:`None`)."""
   seed = spec.get("seed")
   if seed is not None and (
       isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
@@ -169,10 +207,19 @@ def _member(i: int, spec: Mapping[str, Any], defaults: Dict[str, float],
     raise ValueError(
         f"`members[{i}]['seed']` must be an int >= 0, got {seed!r}."
     )
-  return Member(
-      None if seed is None else int(seed), expectile, coef, scale,
-      learning_rate
-  )
+  return None if seed is None else int(seed)
+
+
+def _member(i: int, spec: Mapping[str, Any], defaults: Dict[str, float],
+            default_optimizers: bool) -> Member:
+  expectile = member_number(i, spec, "expectile", defaults["expectile"],
+                            lambda v: 0 < v <= 1, "in (0, 1]")
+  coef = member_number(i, spec, "expectile_loss_coef",
+                       defaults["expectile_loss_coef"], lambda v: v >= 0,
+                       ">= 0")
+  scale, learning_rate = member_learning_rate(
+      i, spec, default_optimizers, enot_face.DEFAULT_LEARNING_RATE)
+  return Member(member_seed(i, spec), expectile, coef, scale, learning_rate)
 
 
 def _tree_bytes(tree: Any) -> int:
@@ -182,17 +229,21 @@ def _tree_bytes(tree: Any) -> int:
   )
 
 
-def _check_seeds_choose(members: Sequence[Member], model: Any) -> None:
+def check_seeds_choose(members: Sequence[Any],
+                       named_networks: Mapping[str, Any]) -> None:
   """Members' seeds must choose their networks' initialisation: an NNX
   module given as an instance carries its own parameters.
+
+  Args:
+    members: The members (each with a ``seed``).
+    named_networks: ``{argument: network}`` of the population's networks.
 
   Raises:
     ValueError: naming the network and the fix.
   """
   if all(m.seed is None for m in members):
     return
-  for arg in ("neural_f", "neural_g"):
-    network = getattr(model, arg)
+  for arg, network in named_networks.items():
     if isinstance(network, networks.NNXNetwork) and not network.seeded:
       raise ValueError(
           f"Members differ by `seed`, but `{arg}` is an `nnx.Module` "
@@ -224,6 +275,27 @@ def memory_estimate(member_state: Any, members: int) -> int:
   return members * (2 * state + 3 * params)
 
 
+def check_memory(member_state: Any, members: int,
+                 max_memory_bytes: Optional[int]) -> None:
+  """Refuse a population whose states (:func:`memory_estimate`) need more
+  than ``max_memory_bytes`` (default: the device's memory limit, or the
+  host's RAM on the CPU).
+
+  Raises:
+    ValueError: with the need, the memory and the fix.
+  """
+  need = memory_estimate(member_state, members)
+  have = (max_memory_bytes if max_memory_bytes is not None
+          else _available_memory())
+  if have is not None and need > have:
+    raise ValueError(
+        f"A population of {members} members needs about "
+        f"{need / 2**20:.3g} MiB for its states (parameters, optimiser "
+        f"states, gradients), more than the {have / 2**20:.3g} MiB "
+        f"available: train fewer members at a time, or smaller networks."
+    )
+
+
 def _available_memory() -> Optional[int]:
   """The default device's memory limit (accelerators) or the host's RAM."""
   device = jax.devices()[0]
@@ -239,7 +311,35 @@ def _available_memory() -> Optional[int]:
     return None
 
 
-class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
+class PopulationFace:
+  """What every population face shows (:class:`ENOTPopulation`,
+  :class:`~ott_enot.solvers.entropic.EntropicPopulation`): its size, its
+  result and each member's. Mixed into a
+  :class:`~ott_enot.solvers.base.Solver` whose method is a
+  :class:`~ott_enot.methods.Population` and that has ``members``."""
+
+  @property
+  def size(self) -> int:
+    """The number of members."""
+    return len(self.members)
+
+  def output(self, logs: base.Logs) -> PopulationResult:
+    """The trained :class:`~ott_enot.PopulationResult`, logs inside (each
+    member's best validated parameters with ``keep_best``)."""
+    best = self.kept_best()
+    return PopulationResult(self.method, self.selected_state(), logs,
+                            self.valid_freq,
+                            None if best is None else best.score)
+
+  def member_potentials(
+      self, i: int, state: Optional[PopulationState] = None) -> Any:
+    """Member ``i``'s result (of
+    :meth:`~ott_enot.solvers.base.Solver.selected_state` by default)."""
+    return self.method.member_potentials(
+        self.selected_state() if state is None else state, i)
+
+
+class ENOTPopulation(PopulationFace, enot_face.PairFit, enot_face.ENOTFace):
   """A population of ENOT models trained in one compiled program.
 
   Takes every argument of :class:`~ott_enot.ENOTSolver` (the networks,
@@ -290,46 +390,15 @@ class ENOTPopulation(enot_face.PairFit, enot_face.ENOTFace):
     self.enot = config.method
     self.default_optimizers = config.default_optimizers
     self.max_memory_bytes = max_memory_bytes
-    self.members = _check_members(
-        members,
-        {"expectile": self.enot.expectile,
-         "expectile_loss_coef": self.enot.expectile_loss_coef,
-         "learning_rate_scale": 1.0},
-        config.default_optimizers,
-    )
-    _check_seeds_choose(self.members, self.enot.model)
+    defaults = {"expectile": self.enot.expectile,
+                "expectile_loss_coef": self.enot.expectile_loss_coef}
+    self.members = check_members(
+        members, MEMBER_KEYS,
+        lambda i, spec: _member(i, spec, defaults, config.default_optimizers),
+        "grid(expectile=[0.9, 0.99])")
+    check_seeds_choose(self.members, {"neural_f": self.enot.model.neural_f,
+                                      "neural_g": self.enot.model.neural_g})
     method = Population(self.enot, tuple(self.members))
-    self._check_memory(jax.eval_shape(method.member_init, config.rng))
+    check_memory(jax.eval_shape(method.member_init, config.rng),
+                 len(self.members), max_memory_bytes)
     super().__init__(method, method.init(config.rng), **config.run)
-
-  def _check_memory(self, member_state: Any) -> None:
-    need = memory_estimate(member_state, len(self.members))
-    have = (self.max_memory_bytes if self.max_memory_bytes is not None
-            else _available_memory())
-    if have is not None and need > have:
-      raise ValueError(
-          f"A population of {len(self.members)} members needs about "
-          f"{need / 2**20:.3g} MiB for its states (parameters, optimiser "
-          f"states, gradients), more than the {have / 2**20:.3g} MiB "
-          f"available: train fewer members at a time, or smaller networks."
-      )
-
-  @property
-  def size(self) -> int:
-    """The number of members."""
-    return len(self.members)
-
-  def output(self, logs: base.Logs) -> PopulationResult:
-    """The trained :class:`~ott_enot.PopulationResult`, logs inside (each
-    member's best validated parameters with ``keep_best``)."""
-    best = self.kept_best()
-    return PopulationResult(self.method, self.selected_state(), logs,
-                            self.valid_freq,
-                            None if best is None else best.score)
-
-  def member_potentials(
-      self, i: int, state: Optional[PopulationState] = None
-  ) -> ENOTPotentials:
-    """Member ``i``'s potentials (of :meth:`selected_state` by default)."""
-    return self.method.member_potentials(
-        self.selected_state() if state is None else state, i)
