@@ -346,6 +346,8 @@ class EntropicSolver(enot_face.PairFit):
       the draws (as :class:`~ott_enot.ENOTSolver`'s).
 
   Attributes:
+    entropic: The :class:`~ott_enot.methods.Entropic` method (a
+      population's members' method).
     warm_start: The ENOT potentials the plan started from (after the first
       ``fit`` for ``"train"``), or :obj:`None`.
     warm_start_solver: The :class:`~ott_enot.ENOTSolver` of
