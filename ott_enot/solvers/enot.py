@@ -57,6 +57,7 @@ __all__ = [
     "configure",
     "default_optimizer",
     "DEFAULT_LEARNING_RATE",
+    "RUN_SETTINGS",
 ]
 
 Train_t = base.Logs
@@ -142,9 +143,11 @@ class Configuration(NamedTuple):
   default_optimizers: bool
 
 
-_RUN_SETTINGS = ("num_train_iters", "valid_freq", "log_freq", "logging",
-                 "progress_bar", "chunk_size", "checkpoint_dir",
-                 "checkpoint_every", "checkpoint_keep", "mesh", "keep_best")
+#: The arguments every face passes on to :class:`~ott_enot.solvers.base.Solver`
+#: (the settings of the runs).
+RUN_SETTINGS = ("num_train_iters", "valid_freq", "log_freq", "logging",
+                "progress_bar", "chunk_size", "checkpoint_dir",
+                "checkpoint_every", "checkpoint_keep", "mesh", "keep_best")
 
 
 def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
@@ -190,7 +193,7 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
       a["conjugate_solver"])
   return Configuration(
       method, utils.default_prng_key(a["rng"]),
-      {k: a[k] for k in _RUN_SETTINGS},
+      {k: a[k] for k in RUN_SETTINGS},
       a["optimizer_f"] is None and a["optimizer_g"] is None)
 
 

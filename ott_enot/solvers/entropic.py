@@ -30,7 +30,6 @@ from ott_enot.methods import population as methods_population
 from ott_enot.model import entropic as model_lib
 from ott_enot.model import networks
 from ott_enot.model.potentials import ConditionalPotentials, ENOTPotentials
-from ott_enot.solvers import base
 from ott_enot.solvers import enot as enot_face
 from ott_enot.solvers import population
 
@@ -258,11 +257,7 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any]
   method = method_lib.Entropic(
       model, optimizer, langevin_steps, float(replay), buffer_size,
       sample_steps, bool(adjusted_training))
-  run = dict(num_train_iters=num_train_iters, valid_freq=valid_freq,
-             log_freq=log_freq, logging=logging, progress_bar=progress_bar,
-             chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
-             checkpoint_every=checkpoint_every,
-             checkpoint_keep=checkpoint_keep, mesh=mesh, keep_best=keep_best)
+  run = {k: a[k] for k in enot_face.RUN_SETTINGS}
   return Configuration(
       method, epsilon, key, base,
       warm_start if isinstance(warm_start, ENOTPotentials) else None,
