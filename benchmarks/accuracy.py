@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.optimize import linear_sum_assignment
 
 from ott.geometry import costs, pointcloud
 from ott.solvers import linear
@@ -133,12 +132,6 @@ def _sinkhorn_cost(x, y, cost_fn) -> float:
   return float(linear.solve(geom, max_iterations=5000).primal_cost)
 
 
-def _exact_cost(x, y, cost_fn) -> float:
-  cost = np.asarray(jax.jit(cost_fn.all_pairs)(x, y), np.float64)
-  rows, cols = linear_sum_assignment(cost)
-  return float(cost[rows, cols].mean())
-
-
 def run(problem: Problem, method: str, steps: int, seed: int, n_train: int,
         n_test: int) -> Optional[Dict[str, float]]:
   cost_fn = _cost(problem, method)
@@ -165,8 +158,8 @@ def run(problem: Problem, method: str, steps: int, seed: int, n_train: int,
       dual=float(pot.distance(x, y)),
       map=float(jnp.mean(jax.vmap(cost_fn)(x, tx))),
       sinkhorn=_sinkhorn_cost(x, y, cost_fn),
-      exact=_exact_cost(x, y, cost_fn),
-      exact_floor=_exact_cost(y2, y, cost_fn),
+      exact=metrics.exact_ot_cost(x, y, cost_fn),
+      exact_floor=metrics.exact_ot_cost(y2, y, cost_fn),
       seconds=seconds,
       parameterisation=solver.parameterisation,
   )

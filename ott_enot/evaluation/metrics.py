@@ -36,12 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ott.geometry import pointcloud
+from ott.geometry import costs, pointcloud
 from ott.tools import k_means as ott_k_means
 from ott.tools import sinkhorn_divergence as ott_divergence
 
 __all__ = [
     "l2_uv",
+    "exact_ot_cost",
     "sinkhorn_divergence",
     "local_blur",
     "local_divergence",
@@ -121,6 +122,63 @@ def l2_uv(
     target_variance = jnp.sum(jnp.var(true_mapped, axis=0))
   err = jnp.mean(jnp.sum((mapped - true_mapped) ** 2, axis=-1))
   return 100.0 * err / target_variance
+
+
+def exact_ot_cost(
+    x: jnp.ndarray,
+    y: jnp.ndarray,
+    cost_fn: Optional[costs.CostFn] = None,
+) -> float:
+  r"""The optimal transport cost between two samples of equal size, exactly.
+
+  .. math::
+
+    \mathrm{OT}(\hat\alpha_n, \hat\beta_n) = \min_{\sigma \in S_n}
+    \frac1n \sum_{i=1}^n c(x_i, y_{\sigma(i)}),
+
+  between the uniform empirical measures of ``x`` and ``y`` (with equal
+  weights an optimal plan is a permutation, Birkhoff): the assignment
+  problem on the ``[n, n]`` cost matrix, solved in float64 by
+  :func:`scipy.optimize.linear_sum_assignment` (:math:`O(n^3)`; about 0.1 s
+  at :math:`n = 1024` on one core). No entropic bias and no iterations to
+  converge: the reference for a dual estimate or :math:`\mathbb{E}\,c(x,
+  T(x))` on the same points (ott's Sinkhorn at a small :math:`\varepsilon`
+  comes close, biased by :math:`\varepsilon` times the plan's entropy and
+  after thousands of iterations). Mind the sampling bias of any empirical
+  cost: it overestimates the cost between the measures themselves.
+
+  Args:
+    x: Source points ``[n, d]``.
+    y: Target points ``[n, d]``.
+    cost_fn: An ott :class:`~ott.geometry.costs.CostFn`; :obj:`None` is
+      ott's :class:`~ott.geometry.costs.SqEuclidean`, :math:`\|x - y\|^2`.
+
+  Returns:
+    The mean cost of an optimal assignment, a Python float.
+
+  Raises:
+    ValueError: If ``x`` and ``y`` are not both ``[n, d]`` with the same
+      ``n`` and ``d``.
+  """
+  from scipy import optimize  # scipy comes with jax
+
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  if x.ndim != 2 or x.shape != y.shape:
+    raise ValueError(
+        f"`x` and `y` must both have shape [n, d] with the same n and d "
+        f"(the assignment problem pairs them one to one), got {x.shape} and "
+        f"{y.shape}; subsample the larger one."
+    )
+  cost_fn = costs.SqEuclidean() if cost_fn is None else cost_fn
+  matrix = np.asarray(_all_pairs(x, y, cost_fn), np.float64)
+  rows, cols = optimize.linear_sum_assignment(matrix)
+  return float(matrix[rows, cols].mean())
+
+
+@jax.jit
+def _all_pairs(x: jnp.ndarray, y: jnp.ndarray,
+               cost_fn: costs.CostFn) -> jnp.ndarray:
+  return cost_fn.all_pairs(x, y)  # the cost a pytree: one program per type
 
 
 def sinkhorn_divergence(
