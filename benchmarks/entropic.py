@@ -31,7 +31,9 @@ Usage:
   python benchmarks/entropic.py --dims 2 16 --eps 0.1 1 10 --seeds 0 1
   python benchmarks/entropic.py --population --dims 2 16 --eps 0.1 1 10
   python benchmarks/entropic.py --problems mixture --dims 2 --eps 0.1 \\
-      --curve   # accuracy against wall time, warm and cold
+      --curve --equal-time --curve-figure curves.png
+      # accuracy against wall time, warm (from the end of ENOT's
+      # pre-training) and cold (from 0)
 """
 import argparse
 import time
@@ -172,11 +174,18 @@ def run(args, name, dim, eps, seed):
 
   curves = {}
 
-  def timed_fit(solver, label):
-    curve, clock = [], {"train": 0.0, "mark": time.perf_counter()}
+  def timed_fit(solver, label, start=None):
+    """Fit, timing the training alone (scoring excluded); ``start`` =
+    (seconds already spent, score then) begins the curve there (warm: ENOT's
+    pre-training and its g alone)."""
+    curve = [] if start is None else [(0, *start)]
+    clock = {"train": 0.0 if start is None else start[0],
+             "mark": time.perf_counter()}
 
     def callback(step, potentials):
-      if args.curve and (step + 1) % args.curve_every == 0:
+      # chunks end after steps 0, curve_every, 2 curve_every, ... and the
+      # last (the engine's plan_chunks): a point after each but the first
+      if args.curve and step > 0:
         clock["train"] += time.perf_counter() - clock["mark"]
         curve.append((step + 1, clock["train"], score(potentials)[0]))
         clock["mark"] = time.perf_counter()
@@ -185,7 +194,7 @@ def run(args, name, dim, eps, seed):
                             callback=callback)
     clock["train"] += time.perf_counter() - clock["mark"]
     curves[label] = curve
-    return potentials, clock["train"]
+    return potentials, clock["train"] - (0.0 if start is None else start[0])
 
   rows.append(("floor", *floor_scores(problem, test_x, joint_x,
                                       args.samples), 0.0))
@@ -200,8 +209,9 @@ def run(args, name, dim, eps, seed):
   rows.append(("map", *map_scores(problem, enot, test_x, joint_x),
                enot_seconds))
   untrained = warm.method.result(warm.state)
-  rows.append(("g-alone", *score(untrained), enot_seconds))
-  potentials, seconds = timed_fit(warm, "warm")
+  g_alone = score(untrained)
+  rows.append(("g-alone", *g_alone, enot_seconds))
+  potentials, seconds = timed_fit(warm, "warm", (enot_seconds, g_alone[0]))
   warm_seconds = enot_seconds + seconds
   rows.append(("warm", *score(potentials), warm_seconds))
   cold_steps = args.steps
@@ -308,6 +318,8 @@ def main():
                       help="cB-UVP against training time, every "
                            "--curve-every steps")
   parser.add_argument("--curve-every", type=int, default=100)
+  parser.add_argument("--curve-figure", default=None,
+                      help="with --curve: draw the curves in this PNG")
   parser.add_argument("--population", action="store_true",
                       help="one EntropicPopulation over --eps against one "
                            "solver per eps (Gaussians)")
@@ -322,6 +334,7 @@ def main():
   print("| problem | D | eps | method | cB-UVP % | joint BW-UVP % | seconds |"
         " seeds |")
   print("|---|---|---|---|---|---|---|---|")
+  figures = []
   for name in args.problems:
     for dim in args.dims:
       for eps in args.eps:
@@ -352,6 +365,35 @@ def main():
                                  for s, t, v in curve)
               print(f"  curve {name} D={dim} eps={eps:g} seed "
                     f"{args.seeds[i]} {label}: {points}", flush=True)
+          figures.append((f"{name}, D = {dim}, eps = {eps:g}", all_curves))
+  if args.curve and args.curve_figure:
+    plot_curves(figures, args.seeds, args.curve_figure)
+
+
+def plot_curves(figures, seeds, path):
+  """cB-UVP against wall time, one panel per (problem, D, eps): warm solid
+  (from the end of ENOT's pre-training, at its g alone), cold dashed."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, len(figures), figsize=(5 * len(figures), 4),
+                           squeeze=False)
+  for ax, (title, all_curves) in zip(axes[0], figures):
+    for i, curves in enumerate(all_curves):
+      for label, style in (("warm", "-"), ("cold", "--")):
+        points = np.asarray(curves.get(label, []), float)
+        if len(points):
+          ax.plot(points[:, 1], points[:, 2], style, marker=".",
+                  color=f"C{i}", label=f"{label}, seed {seeds[i]}")
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time, s (compilation and ENOT's pre-training "
+                  "included)")
+    ax.set_ylabel("cB-UVP, %")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  print(f"curves drawn in {path}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ __all__ = [
     "SPHERE_ATOL",
     "check_positive_int",
     "check_hyperparameters",
+    "check_optimizer",
+    "check_run_settings",
     "check_cost_fn",
     "check_points",
     "check_on_sphere",
@@ -132,6 +134,54 @@ def check_cost_fn(cost_fn: Any, name: str = "cost_fn") -> costs.CostFn:
   return cost_fn
 
 
+def check_optimizer(name: str, optimizer: Any) -> None:
+  """Check that ``optimizer`` (argument ``name``) is :obj:`None` or an optax
+  ``GradientTransformation``.
+
+  Raises:
+    TypeError: for anything without ``init`` and ``update``.
+  """
+  if optimizer is not None and not (
+      hasattr(optimizer, "init") and hasattr(optimizer, "update")
+  ):
+    raise TypeError(
+        f"`{name}` must be an optax `GradientTransformation` (e.g. "
+        f"`optax.adam(1e-3)`), got {type(optimizer).__name__}."
+    )
+
+
+def check_run_settings(
+    *,
+    num_train_iters: Any,
+    valid_freq: Any,
+    log_freq: Any,
+    chunk_size: Any = 1,
+    checkpoint_dir: Any = None,
+    checkpoint_every: Any = 1,
+    checkpoint_keep: Any = 1,
+) -> None:
+  """Check the settings of a run that every solver shares (steps, the
+  validation and logging periods, the chunk, checkpoints).
+
+  Raises:
+    TypeError: for a value of the wrong type.
+    ValueError: for a count out of range (``num_train_iters`` may be 0).
+  """
+  check_positive_int("num_train_iters", num_train_iters, allow_zero=True)
+  check_positive_int("valid_freq", valid_freq)
+  check_positive_int("log_freq", log_freq)
+  check_positive_int("chunk_size", chunk_size)
+  check_positive_int("checkpoint_every", checkpoint_every)
+  check_positive_int("checkpoint_keep", checkpoint_keep)
+  if checkpoint_dir is not None and not isinstance(
+      checkpoint_dir, (str, os.PathLike)
+  ):
+    raise TypeError(
+        "`checkpoint_dir` must be a path (str or os.PathLike), got "
+        f"{type(checkpoint_dir).__name__}."
+    )
+
+
 def check_hyperparameters(
     *,
     dim_data: Any,
@@ -149,7 +199,8 @@ def check_hyperparameters(
     checkpoint_every: Any = 1,
     checkpoint_keep: Any = 1,
 ) -> None:
-  """Check the solver's scalar hyper-parameters and the types of its parts.
+  """Check ENOT's scalar hyper-parameters, the run's settings
+  (:func:`check_run_settings`) and the types of its parts.
 
   Raises:
     TypeError: for a value of the wrong type.
@@ -168,20 +219,15 @@ def check_hyperparameters(
         f"`expectile_loss_coef` must be >= 0, got {expectile_loss_coef}; the "
         f"paper uses values in [0.3, 1.0]."
     )
-  check_positive_int("num_train_iters", num_train_iters, allow_zero=True)
-  check_positive_int("valid_freq", valid_freq)
-  check_positive_int("log_freq", log_freq)
-  check_positive_int("chunk_size", chunk_size)
+  check_run_settings(
+      num_train_iters=num_train_iters, valid_freq=valid_freq,
+      log_freq=log_freq, chunk_size=chunk_size,
+      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+      checkpoint_keep=checkpoint_keep)
   if cost_fn is not None:
     check_cost_fn(cost_fn)
-  for name, opt in (("optimizer_f", optimizer_f), ("optimizer_g", optimizer_g)):
-    if opt is not None and not (
-        hasattr(opt, "init") and hasattr(opt, "update")
-    ):
-      raise TypeError(
-          f"`{name}` must be an optax `GradientTransformation` (e.g. "
-          f"`optax.adam(1e-3)`), got {type(opt).__name__}."
-      )
+  check_optimizer("optimizer_f", optimizer_f)
+  check_optimizer("optimizer_g", optimizer_g)
   if conjugate_solver is not None and not isinstance(
       conjugate_solver, ott_conjugate.FenchelConjugateSolver
   ):
@@ -189,15 +235,6 @@ def check_hyperparameters(
         "`conjugate_solver` must be an ott `FenchelConjugateSolver` (e.g. "
         "`conjugate.FenchelConjugateLBFGS()`) or None, got "
         f"{type(conjugate_solver).__name__}."
-    )
-  check_positive_int("checkpoint_every", checkpoint_every)
-  check_positive_int("checkpoint_keep", checkpoint_keep)
-  if checkpoint_dir is not None and not isinstance(
-      checkpoint_dir, (str, os.PathLike)
-  ):
-    raise TypeError(
-        "`checkpoint_dir` must be a path (str or os.PathLike), got "
-        f"{type(checkpoint_dir).__name__}."
     )
 
 

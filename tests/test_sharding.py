@@ -3,7 +3,8 @@
 One child process with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
 (the flag must be set before JAX starts) trains the same problem on no mesh,
 a 1-device mesh and a 2-device mesh, through ``fit`` (sampling on the
-devices) and through the iterator path, and reports parameters, logs, maps,
+devices) and through the iterator path (and an entropic plan warm-started by the
+map), and reports parameters, logs, maps,
 the sharding of the placed batches, the compiled program's per-device shapes
 and the errors for a batch that does not split. The tests assert on that
 report.
@@ -71,9 +72,11 @@ jax.monitoring.register_event_duration_secs_listener(
 
 out = {{"fit": {{}}, "iter": {{}}}}
 ckpt = os.path.join(sys.argv[1], "two")
+fitted = {{}}
 for name, mesh in meshes.items():
   s = solver(mesh, checkpoint_dir=ckpt if name == "two" else None)
-  out["fit"][name] = report(s, *s.fit(stream))
+  fitted[name] = s.fit(stream)
+  out["fit"][name] = report(s, *fitted[name])
 # a checkpoint written on 2 devices restores on one
 restored = solver(None, checkpoint_dir=ckpt)
 meta = restored.restore("latest")
@@ -165,6 +168,30 @@ for name in ("none", "two"):
       "forward": np.asarray(pot.transport(x_test, condition=[0.5])).tolist(),
       "fit": logs["condition_logs"]["fit"],
       "sharding": str(s.state.f.params["Dense_0"]["kernel"].sharding),
+  }}
+
+# an entropic plan warm-started by the 1-device map: the energy, its
+# optimiser and the chain buffer replicated, each batch split
+out["entropic"] = {{}}
+for name in ("none", "two"):
+  s = ott_enot.EntropicSolver(
+      D, 0.5, warm_start=fitted["none"][0],
+      energy_network=P.MLP([WIDTH, WIDTH, 1]), num_train_iters=STEPS // 5,
+      valid_freq=20, chunk_size=20, buffer_size=4 * N, progress_bar=False,
+      mesh=meshes[name])
+  before = [np.asarray(a) for a in jax.tree.leaves(s.state.energy.params)]
+  plan = s.fit(stream)
+  out["entropic"][name] = {{
+      "state": [np.asarray(a, np.float64).tolist()
+                for a in jax.tree.leaves(s.state)],
+      "moved": float(max(np.max(np.abs(np.asarray(a) - b)) for a, b in zip(
+          jax.tree.leaves(s.state.energy.params), before))),
+      "draws": np.asarray(plan.sample(x_test[:5], 3, jax.random.key(0),
+                                      num_steps=20)).tolist(),
+      "sharding": sorted({{str(a.sharding.spec) for a in
+                          jax.tree.leaves(s.state) if hasattr(a, "sharding")
+                          and hasattr(a.sharding, "spec")}}),
+      "step": int(s.state.step),
   }}
 json.dump(out, sys.stdout)
 """
@@ -325,3 +352,21 @@ def test_conditional_model_on_two_devices_agrees_with_one(report):
   assert len(one["fit"][0]) == 3
   assert "NamedSharding" in two["sharding"]
   assert "P()" in two["sharding"].replace("PartitionSpec", "P")  # replicated
+
+
+def test_entropic_plan_on_two_devices_agrees_with_one(report):
+  """Chains, buffer and energy live in the state: replicated on the mesh,
+  the plan trained on 2 devices is the 1-device plan (the batch's mean
+  gradient reduced across devices, every chain's noise the same)."""
+  one, two = report["entropic"]["none"], report["entropic"]["two"]
+  assert one["step"] == two["step"] == 40
+  assert len(one["state"]) == len(two["state"])
+  for a, b in zip(one["state"], two["state"]):
+    np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-4)
+  np.testing.assert_allclose(two["draws"], one["draws"], rtol=2e-4,
+                             atol=2e-4)
+  assert np.shape(one["draws"]) == (5, 3, D)
+  # every array of the state replicated
+  assert [spec.replace("PartitionSpec", "P") for spec in two["sharding"]] == [
+      "P()"], two["sharding"]
+  assert one["moved"] > 1e-3, one["moved"]  # the energy trained

@@ -35,7 +35,7 @@ def test_stored_notebook_has_outputs_of_a_full_run(stored):
       if o.output_type == "stream"
   )
   assert "full length" in text and "SHORT mode" not in text
-  assert _images(cells) >= 5  # sections 1, 2, 4 (Euclidean, sphere), 5
+  assert _images(cells) >= 6  # sections 1, 2, 4 (Euclidean, sphere), 5, 11
 
 
 def test_notebook_runs_in_short_mode(monkeypatch, tmp_path):
@@ -55,9 +55,12 @@ def test_notebook_runs_in_short_mode(monkeypatch, tmp_path):
       if o.output_type == "stream"
   )
   assert "SHORT mode" in text
-  assert _images(cells) >= 5
+  assert _images(cells) >= 6
   # the deliberately wrong cost is caught, and its registration refused
   assert "FAIL" in text and "fenchel_young" in text
   assert "ValueError:" in text
   # the resumed run equals the uninterrupted one, bit for bit
   assert "max |parameter difference| = 0.0" in text
+  # the entropic plans are scored against their closed form at each epsilon
+  assert "cB-UVP" in text and all(f"eps = {e}" in text
+                                  for e in ("0.03", "0.3", "3.0"))

@@ -319,7 +319,15 @@ class ConditionalStream(struct.PyTreeNode):
                  ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Training batch ``index`` (pure): ``(x[b, d], y[b, d], cond[b, k])``,
     row ``i`` of condition ``j_i`` drawn by ``train_probs``, with the
-    keys of :func:`~ott_enot.data.sampling.batch_keys`."""
+    keys of :func:`~ott_enot.data.sampling.batch_keys`.
+
+    Args:
+      key: The stream's key.
+      index: The batch's number (a traced integer in a fused loop).
+
+    Returns:
+      ``(x[b, d], y[b, d], cond[b, k])``.
+    """
     k_cond, k_source, k_target = sampling_lib.batch_keys(
         key, sampling_lib.TRAIN, index)
     which = jax.random.choice(
@@ -332,7 +340,16 @@ class ConditionalStream(struct.PyTreeNode):
                 ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Validation batch ``index`` (pure): one batch per condition,
     ``(x[K, n, d], y[K, n, d], cond[K, n, k])``, with the keys of
-    :func:`~ott_enot.data.sampling.batch_keys`."""
+    :func:`~ott_enot.data.sampling.batch_keys`.
+
+    Args:
+      key: The stream's key.
+      index: The validation's number.
+
+    Returns:
+      ``(x[K, n, d], y[K, n, d], cond[K, n, k])`` for the ``K``
+      conditions (held-out ones included).
+    """
     K, n = self.vectors.shape[0], self.valid_batch_size
     _, k_source, k_target = sampling_lib.batch_keys(
         key, sampling_lib.VALID, index)

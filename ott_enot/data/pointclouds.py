@@ -293,6 +293,12 @@ class PointCloudStream:
     Args:
       key: PRNG key.
       valid: Sample the validation split instead of the training split.
+
+    Returns:
+      ``(x, y)``, each ``[batch_size, d]``.
+
+    Raises:
+      ValueError: for ``valid=True`` on a stream without a validation split.
     """
     src, tgt = (
         (self.valid_source, self.valid_target) if valid else
@@ -325,6 +331,14 @@ class PointCloudStream:
     source and target keys of :func:`ott_enot.data.sampling.batch_keys`.
     Without a validation split, ``valid=True`` samples the training split
     with the validation keys.
+
+    Args:
+      key: The stream's key (``rng`` of :meth:`loaders`).
+      index: The batch's number ``i`` (a traced integer in a fused loop).
+      valid: The validation split's ``i``-th batches instead.
+
+    Returns:
+      ``(x, y)``, each ``[batch_size, d]``.
     """
     split = sampling.VALID if valid else sampling.TRAIN
     _, k_source, k_target = sampling.batch_keys(key, split, index)
@@ -334,7 +348,15 @@ class PointCloudStream:
   def valid_step(self, key: jax.Array,
                  index: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """The ``index``-th validation pair of batches (``sample_step(key,
-    index, valid=True)``)."""
+    index, valid=True)``).
+
+    Args:
+      key: The stream's key.
+      index: The validation's number.
+
+    Returns:
+      ``(x, y)``, each ``[batch_size, d]``.
+    """
     return self.sample_step(key, index, valid=True)
 
   @property
@@ -379,6 +401,10 @@ class PointCloudStream:
         :func:`jax.process_index`.
       process_count: Into how many shares a batch is split; default
         :func:`jax.process_count` (1: whole batches).
+
+    Returns:
+      ``(train_source, train_target, valid_source, valid_target)``,
+      infinite iterators of numpy batches ``[batch_size / P, d]``.
 
     Raises:
       ValueError: if a batch does not split into ``process_count`` equal

@@ -52,8 +52,6 @@ y\|^2` (ott's ``costs.PNormP(2)``) and the plan
 """
 from typing import NamedTuple, Tuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from ott.geometry import costs
 
@@ -72,6 +70,13 @@ def half_sq_epsilon(cost_fn: costs.CostFn, epsilon: float) -> float:
   r"""The :math:`\varepsilon` of :math:`c = \tfrac12\|x - y\|^2` that gives
   the same plan as ``epsilon`` with ``cost_fn``: ``epsilon / 2`` for ott's
   ``SqEuclidean`` (:math:`\|x - y\|^2`), ``epsilon`` for ``PNormP(2)``.
+
+  Args:
+    cost_fn: ott's ``SqEuclidean()`` or ``PNormP(2)``.
+    epsilon: :math:`\varepsilon` in the units of ``cost_fn``.
+
+  Returns:
+    :math:`\varepsilon` of :math:`\tfrac12\|x - y\|^2`.
 
   Raises:
     ValueError: for another cost (no closed form here).
@@ -252,7 +257,15 @@ class MixturePlan:
     return mean, cov
 
   def sample_source(self, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` points of :math:`\\alpha`, ``[n, d]``."""
+    """``n`` points of :math:`\\alpha`, ``[n, d]``.
+
+    Args:
+      rng: numpy's random generator.
+      n: How many points.
+
+    Returns:
+      Array ``[n, d]`` (float64).
+    """
     comp = rng.choice(len(self.source_weights), n, p=self.source_weights)
     z = rng.normal(size=(n, self.dim))
     return self.source_means[comp] + _by_component(
@@ -260,7 +273,15 @@ class MixturePlan:
 
   def sample_conditional(self, rng: np.random.Generator,
                          x: np.ndarray) -> np.ndarray:
-    r"""One :math:`y_i \sim \pi^\star(\cdot \mid x_i)` per row, ``[n, d]``."""
+    r"""One :math:`y_i \sim \pi^\star(\cdot \mid x_i)` per row.
+
+    Args:
+      rng: numpy's random generator.
+      x: Source points ``[n, d]``.
+
+    Returns:
+      Array ``[n, d]`` (float64).
+    """
     x = np.asarray(x, np.float64)
     w = np.exp(self.log_weights(x))
     comp = (w.cumsum(1) > rng.uniform(size=(x.shape[0], 1))).argmax(1)
@@ -270,7 +291,15 @@ class MixturePlan:
 
   def sample_target(self, rng: np.random.Generator, n: int) -> np.ndarray:
     r"""``n`` points of :math:`\beta` (independent sources pushed through
-    the plan), ``[n, d]``."""
+    the plan).
+
+    Args:
+      rng: numpy's random generator.
+      n: How many points.
+
+    Returns:
+      Array ``[n, d]`` (float64).
+    """
     return self.sample_conditional(rng, self.sample_source(rng, n))
 
   def target_variance(self) -> float:
@@ -280,7 +309,11 @@ class MixturePlan:
     \mathrm{tr}\,\mathrm{Cov}_x \mathbb E(y \mid x)`, with
     :math:`\mathrm{tr}\,\mathrm{Cov}(y \mid x) = \sum_l w_l
     (\mathrm{tr}\,\Sigma_l + \|m_l\|^2) - \|\sum_l w_l m_l\|^2` (traces
-    only: no ``[n, d, d]`` array)."""
+    only: no ``[n, d, d]`` array).
+
+    Returns:
+      :math:`\mathrm{Var}(\beta)`, computed once and kept.
+    """
     if self._variance is None:
       rng = np.random.default_rng(12345)
       within, means = [], []
@@ -299,7 +332,15 @@ class MixturePlan:
 
   def sampler(self, batch_size: int, seed: int = 0):
     r"""A host iterator of independent batches ``(x, y)`` of
-    :math:`\alpha` and :math:`\beta` (``float32``)."""
+    :math:`\alpha` and :math:`\beta` (``float32``).
+
+    Args:
+      batch_size: Points per batch.
+      seed: Seed of numpy's generator.
+
+    Returns:
+      An infinite iterator of ``(x[batch_size, d], y[batch_size, d])``.
+    """
     rng = np.random.default_rng(seed)
     while True:
       yield (self.sample_source(rng, batch_size).astype(np.float32),
@@ -310,8 +351,17 @@ def bw2(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray,
         cov_b: np.ndarray) -> np.ndarray:
   r"""The Bures-Wasserstein distance :math:`\|m_a - m_b\|^2 + \mathrm{tr}
   A + \mathrm{tr} B - 2\,\mathrm{tr}(A^{1/2} B A^{1/2})^{1/2}` (the squared
-  :math:`W_2` between the Gaussians), batched over leading axes
-  (``[..., d]``, ``[..., d, d]``)."""
+  :math:`W_2` between the Gaussians), batched over leading axes.
+
+  Args:
+    mean_a: :math:`m_a`, ``[..., d]``.
+    cov_a: :math:`A`, ``[..., d, d]``, positive semi-definite.
+    mean_b: :math:`m_b`, ``[..., d]``.
+    cov_b: :math:`B`, ``[..., d, d]``, positive semi-definite.
+
+  Returns:
+    Array ``[...]`` (float64).
+  """
   mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b,
                                                               np.float64)
   cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
@@ -345,6 +395,9 @@ def conditional_bw_uvp(samples: np.ndarray, means: np.ndarray,
     means: :math:`\pi^\star(\cdot \mid x_i)`'s means ``[n, d]``.
     covs: Its covariances ``[n, d, d]``.
     target_variance: :math:`\mathrm{Var}(\beta)`.
+
+  Returns:
+    The score in %, a Python float (0 for exact moments).
   """
   mean, cov = _moments(samples)
   return float(100.0 * np.mean(bw2(mean, cov, means, covs))
@@ -354,9 +407,19 @@ def conditional_bw_uvp(samples: np.ndarray, means: np.ndarray,
 def joint_bw_uvp(x: np.ndarray, y: np.ndarray, plan_mean: np.ndarray,
                  plan_cov: np.ndarray) -> float:
   r"""The joint :math:`\mathrm{BW}_2^2`-UVP (%) of pairs ``(x[n, d], y[n,
-  d])`` drawn from a learned plan against the plan's moments ``[2d]``,
-  ``[2d, 2d]``: :math:`100\,\mathrm{BW}_2^2(\hat\pi, \pi^\star) /
-  \mathrm{tr}\,\mathrm{Cov}(\pi^\star)`."""
+  d])`` drawn from a learned plan against the plan's moments:
+  :math:`100\,\mathrm{BW}_2^2(\hat\pi, \pi^\star) /
+  \mathrm{tr}\,\mathrm{Cov}(\pi^\star)`.
+
+  Args:
+    x: Source points ``[n, d]``.
+    y: One draw of the learned plan per ``x[i]``, ``[n, d]``.
+    plan_mean: The plan's mean ``[2d]``.
+    plan_cov: The plan's covariance ``[2d, 2d]``.
+
+  Returns:
+    The score in %, a Python float.
+  """
   mean, cov = _moments(np.concatenate([x, y], -1))
   return float(100.0 * bw2(mean, cov, plan_mean, plan_cov)
                / np.trace(plan_cov))

@@ -139,7 +139,7 @@ def exact_ot_cost(
   between the uniform empirical measures of ``x`` and ``y`` (with equal
   weights an optimal plan is a permutation, Birkhoff): the assignment
   problem on the ``[n, n]`` cost matrix, solved in float64 by
-  :func:`scipy.optimize.linear_sum_assignment` (:math:`O(n^3)`; about 0.1 s
+  :func:`scipy.optimize.linear_sum_assignment` (:math:`O(n^3)`; about 1 s
   at :math:`n = 1024` on one core). No entropic bias and no iterations to
   converge: the reference for a dual estimate or :math:`\mathbb{E}\,c(x,
   T(x))` on the same points (ott's Sinkhorn at a small :math:`\varepsilon`

@@ -326,6 +326,9 @@ class PopulationResult:
     Args:
       x: Held-out source points ``[n, d]``.
       y: Held-out target points ``[m, d]``, independent of ``x``.
+
+    Returns:
+      Array ``[members]`` (float64); 1 is a fresh target sample's score.
     """
     push = self._method.member.pushforward
     mapped = jnp.stack([push(self.member(i), x) for i in range(len(self))])
@@ -338,7 +341,18 @@ class PopulationResult:
     validation whose parameters they hold (their best with ``keep_best``,
     else the last), or on held-out ``x`` and ``y`` when given
     (:meth:`evaluate`; larger samples than a validation batch score more
-    precisely). Lower is better; ``inf`` for diverged members."""
+    precisely). Lower is better; ``inf`` for diverged members.
+
+    Args:
+      x: Held-out source points ``[n, d]``, or :obj:`None`.
+      y: Held-out target points ``[m, d]``, with ``x``.
+
+    Returns:
+      Array ``[members]``.
+
+    Raises:
+      ValueError: for one of ``x`` and ``y`` without the other.
+    """
     if (x is None) != (y is None):
       raise ValueError("Pass both held-out `x` and `y`, or neither.")
     if x is not None:
@@ -353,7 +367,19 @@ class PopulationResult:
 
   def best_index(self, x: Optional[jnp.ndarray] = None,
                  y: Optional[jnp.ndarray] = None) -> int:
-    """The member with the lowest :meth:`criterion`."""
+    """The member with the lowest :meth:`criterion`.
+
+    Args:
+      x: Held-out source points ``[n, d]``, or :obj:`None` (the last
+        validation decides).
+      y: Held-out target points ``[m, d]``, with ``x``.
+
+    Returns:
+      The member's index.
+
+    Raises:
+      ValueError: if every member diverged.
+    """
     crit = self.criterion(x, y)
     if not np.isfinite(crit).any():
       raise ValueError("Every member diverged: there is no best member.")
@@ -362,7 +388,18 @@ class PopulationResult:
   def best(self, x: Optional[jnp.ndarray] = None,
            y: Optional[jnp.ndarray] = None) -> Any:
     """The chosen member's result (by the last validation, or by held-out
-    ``x`` and ``y``)."""
+    ``x`` and ``y``).
+
+    Args:
+      x: Held-out source points ``[n, d]``, or :obj:`None`.
+      y: Held-out target points ``[m, d]``, with ``x``.
+
+    Returns:
+      The member's potentials (:meth:`member` of :meth:`best_index`).
+
+    Raises:
+      ValueError: if every member diverged.
+    """
     return self.member(self.best_index(x, y))
 
   def table(self) -> List[Dict[str, Any]]:
@@ -371,7 +408,11 @@ class PopulationResult:
     ``w_dist``, ``map_cost``; entropic: ``sample_cost``, ``acceptance``) at
     the last validation; with
     ``keep_best``, the ``kept step`` and ``kept fit/floor`` (the criterion)
-    of the parameters it holds; ``diverged`` and ``steps``."""
+    of the parameters it holds; ``diverged`` and ``steps``.
+
+    Returns:
+      A list of dicts, one per member, in member order.
+    """
     valid = self.logs["valid_logs"] if self.logs is not None else None
     has_valid = bool(valid and valid["fit"])
     rows = []
@@ -410,7 +451,14 @@ class PopulationResult:
   def plot(self, ax: Any = None, highlight: Optional[int] = None) -> Any:
     """``fit / floor`` over the validation steps, one line per member
     (log scale), the member ``highlight`` (default :meth:`best_index`) bold.
-    Returns the matplotlib axes."""
+
+    Args:
+      ax: Matplotlib axes to draw on; default a new figure.
+      highlight: The member drawn bold; default :meth:`best_index`.
+
+    Returns:
+      The matplotlib axes.
+    """
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     scores = self.scores()
     steps = self.valid_freq * (np.arange(len(scores)) + 1)

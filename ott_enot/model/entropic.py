@@ -310,14 +310,28 @@ class EntropicPotentials:
     return self.model.energy(self.params, self._points(y, "y"))
 
   def log_density(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    r""":math:`\log\pi(y_i \mid x_i)` up to a constant in :math:`y_i`,
-    ``[n]``, for ``x[n, d]``, ``y[n, d]``."""
+    r""":math:`\log\pi(y_i \mid x_i)` up to a constant in :math:`y_i`:
+    :math:`(g_0(y_i) - c(x_i, y_i))/\varepsilon + r_\theta(y_i)`.
+
+    Args:
+      x: Source points ``[n, d]``.
+      y: Target points ``[n, d]``, row ``i`` paired with ``x[i]``.
+
+    Returns:
+      Array ``[n]``.
+    """
     return self.model.log_density(self.params, self._points(x, "x"),
                                   self._points(y, "y"))
 
   def transport(self, vec: jnp.ndarray) -> jnp.ndarray:
-    r"""The warm start's deterministic map :math:`T(x)` ``[n, d]`` (the
+    r"""The warm start's deterministic map :math:`T(x)` (the
     :math:`\varepsilon \to 0` limit of the plan).
+
+    Args:
+      vec: Source points ``[n, d]`` (or ``[d]``).
+
+    Returns:
+      Array ``[n, d]``.
 
     Raises:
       ValueError: for a cold start (no map).
@@ -381,8 +395,19 @@ class EntropicPotentials:
   def conditional_mean(self, x: jnp.ndarray, num_samples: int = 64,
                        rng: Optional[jax.Array] = None,
                        **options: Any) -> jnp.ndarray:
-    r""":math:`\mathbb{E}_{\pi_\varepsilon}[y \mid x_i]` ``[n, d]``, the
-    mean of ``num_samples`` draws (:meth:`sample`'s ``options``)."""
+    r""":math:`\mathbb{E}_{\pi_\varepsilon}[y \mid x_i]`, the mean of
+    ``num_samples`` draws.
+
+    Args:
+      x: Source points ``[n, d]``.
+      num_samples: Draws averaged per point.
+      rng: Key of the chains; default ``jax.random.key(0)``.
+      options: :meth:`sample`'s ``num_steps``, ``adjusted``,
+        ``adapt_steps``.
+
+    Returns:
+      Array ``[n, d]``.
+    """
     return jnp.mean(self.sample(x, num_samples, rng, **options), axis=1)
 
   def plot_samples(self, source: jnp.ndarray, target: Optional[jnp.ndarray]
@@ -392,6 +417,15 @@ class EntropicPotentials:
     r"""Several draws of :math:`\pi_\varepsilon(\cdot \mid x)` per source
     point (first two coordinates), in the style of ott's ``plot_ot_map``:
     the sources, the target sample, and each source's draws joined to it.
+
+    Args:
+      source: Source points ``[n, d]``.
+      target: A target sample ``[m, d]`` drawn behind, or :obj:`None`.
+      num_samples: Draws per source point.
+      rng: Key of the chains; default ``jax.random.key(0)``.
+      ax: Matplotlib axes to draw on; default a new figure.
+      options: :meth:`sample`'s ``num_steps``, ``adjusted``,
+        ``adapt_steps``.
 
     Returns:
       ``(fig, ax)`` of matplotlib.
@@ -428,6 +462,12 @@ class EntropicPotentials:
 
   def from_bytes(self, data: bytes) -> "EntropicPotentials":
     """New potentials with this one's model and the parameters in ``data``.
+
+    Args:
+      data: Bytes of :meth:`to_bytes`.
+
+    Returns:
+      :class:`EntropicPotentials` (this one is unchanged).
 
     Raises:
       ValueError: if ``data`` holds parameters of other networks.

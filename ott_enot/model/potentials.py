@@ -130,7 +130,12 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     """The trained networks ``(f, g)`` as their API holds them: new
     ``nnx.Module`` s for NNX networks (e.g. to keep training them with
     ``nnx.Optimizer``), bound Linen modules otherwise
-    (:meth:`~ott_enot.model.parameterisations.TransportModel.modules`)."""
+    (:meth:`~ott_enot.model.parameterisations.TransportModel.modules`).
+
+    Returns:
+      ``(f, g)``: each maps points ``[n, d]`` to ``[n]`` (``[n, d]`` for the
+      direct map's ``f``).
+    """
     return self.model.modules(self.params_f, self.params_g)
 
   @property
@@ -307,6 +312,12 @@ class ENOTPotentials(ott_potentials.DualPotentials):
   def from_bytes(self, data: bytes) -> "ENOTPotentials":
     """New potentials with this one's networks and the parameters in ``data``.
 
+    Args:
+      data: Bytes of :meth:`to_bytes`.
+
+    Returns:
+      :class:`ENOTPotentials` (this one is unchanged).
+
     Raises:
       ValueError: if ``data`` holds parameters of other networks.
     """
@@ -339,6 +350,14 @@ class ENOTPotentials(ott_potentials.DualPotentials):
     are code, not data: build the same solver (e.g.
     ``ExpectileNeuralDual(dim, ...).to_dual_potentials()``) and call ``load``
     on its potentials.
+
+    Args:
+      path: A file of :meth:`save` or a ``checkpoint_dir``.
+      kind: Of a directory: ``"latest"`` or ``"best"``.
+      step: Of a directory: the checkpoint's step; :obj:`None` the newest.
+
+    Returns:
+      :class:`ENOTPotentials` (this one is unchanged).
 
     Raises:
       ValueError: if ``path`` holds parameters of other networks (a
@@ -417,6 +436,13 @@ class ConditionalPotentials:
     """The vector ``[k]`` (or ``[n, k]``) of a label of ``table`` or of
     a vector.
 
+    Args:
+      condition: A label of ``table``, a number (``k = 1``), a vector
+        ``[k]`` or vectors ``[n, k]``.
+
+    Returns:
+      Array ``[k]`` or ``[n, k]`` (float32).
+
     Raises:
       ValueError: for a label not in ``table``, a vector of another
         dimension than ``dim_cond``, or NaN/inf.
@@ -446,6 +472,10 @@ class ConditionalPotentials:
 
     Args:
       condition: A vector ``[k]``, or a label of ``table``.
+
+    Returns:
+      :class:`ENOTPotentials` of the condition (its networks' parameters
+      shared, the condition fixed in its model).
 
     Raises:
       ValueError: for several vectors (``[n, k]``: use :meth:`transport`),
@@ -491,13 +521,31 @@ class ConditionalPotentials:
   def distance(self, src: jnp.ndarray, tgt: jnp.ndarray,
                condition: Condition_t) -> jnp.ndarray:
     """The OT cost estimate of one condition (see
-    :meth:`ENOTPotentials.distance`)."""
+    :meth:`ENOTPotentials.distance`).
+
+    Args:
+      src: Source samples of the condition, ``[n, d]``.
+      tgt: Target samples of the condition, ``[m, d]``.
+      condition: One vector ``[k]`` or a label.
+
+    Returns:
+      Scalar, in the units of the solver's ``cost_fn``.
+    """
     return self.at(condition).distance(src, tgt)
 
   def plot_ot_map(self, source: jnp.ndarray, target: jnp.ndarray,
                   condition: Condition_t, **kwargs: Any) -> Tuple[Any, Any]:
-    """:meth:`ENOTPotentials.plot_ot_map` of one condition (``kwargs`` are
-    its arguments)."""
+    """:meth:`ENOTPotentials.plot_ot_map` of one condition.
+
+    Args:
+      source: Source points ``[n, d]`` (2-D or 3-D).
+      target: Target points ``[m, d]``.
+      condition: One vector ``[k]`` or a label.
+      kwargs: The other arguments of :meth:`ENOTPotentials.plot_ot_map`.
+
+    Returns:
+      ``(fig, ax)`` of matplotlib.
+    """
     return self.at(condition).plot_ot_map(source, target, **kwargs)
 
   # ---- serialization ----
@@ -523,6 +571,12 @@ class ConditionalPotentials:
   def from_bytes(self, data: bytes) -> "ConditionalPotentials":
     """New potentials with these networks and the parameters (and table of
     conditions) in ``data``.
+
+    Args:
+      data: Bytes of :meth:`to_bytes`.
+
+    Returns:
+      :class:`ConditionalPotentials` (this one is unchanged).
 
     Raises:
       ValueError: if ``data`` was written for another ``dim_data``,
@@ -568,8 +622,20 @@ class ConditionalPotentials:
 
   def load(self, path: Union[str, os.PathLike], kind: str = "latest",
            step: Optional[int] = None) -> "ConditionalPotentials":
-    """New potentials from a file of :meth:`save` or a checkpoint directory
-    (``kind``, ``step`` as :meth:`ENOTPotentials.load`)."""
+    """New potentials from a file of :meth:`save` or a checkpoint directory.
+
+    Args:
+      path: A file of :meth:`save` or a ``checkpoint_dir``.
+      kind: Of a directory: ``"latest"`` or ``"best"``.
+      step: Of a directory: the checkpoint's step; :obj:`None` the newest.
+
+    Returns:
+      :class:`ConditionalPotentials` (this one is unchanged).
+
+    Raises:
+      ValueError: as :meth:`from_bytes`, or for a directory without such a
+        checkpoint.
+    """
     if os.path.isdir(path):
       target = {"f": self.params_f, "g": self.params_g}
       return self._replace(_checkpoint_params(target, path, kind, step),

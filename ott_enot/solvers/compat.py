@@ -272,7 +272,20 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
     """Initialise fresh networks (``W2NeuralDual.setup``): the solver's own
     (equal ones may be passed; an NNX instance restarts from the parameters
     of the one the solver was built with, a function ``rngs -> nnx.Module``
-    from ``rng``)."""
+    from ``rng``).
+
+    Args:
+      rng: Key of the initialisation.
+      neural_f: The solver's ``neural_f`` (or an equal network).
+      neural_g: The solver's ``neural_g`` (or an equal network).
+      dim_data: The solver's ``dim_data``.
+      optimizer_f: Optax optimiser of :math:`f`.
+      optimizer_g: Optax optimiser of :math:`g`.
+
+    Raises:
+      ValueError: for other networks or another dimension (build a new
+        solver for those).
+    """
     given = (networks.as_network(neural_f, "neural_f"),
              networks.as_network(neural_g, "neural_g"), dim_data)
     if given != (self.neural_f, self.neural_g, self.dim_data):
@@ -294,7 +307,22 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
       resume: bool = False,
   ) -> solver_lib.Train_t:
     """Train on the loaders and return the logs (``W2NeuralDual``'s
-    ``train_neuraldual_*``); otherwise as :meth:`__call__`."""
+    ``train_neuraldual_*``); otherwise as :meth:`__call__`.
+
+    Args:
+      trainloader_source: Iterator of source batches ``[n, d]``.
+      trainloader_target: Iterator of target batches ``[m, d]``.
+      validloader_source: Iterator of held-out source batches.
+      validloader_target: Iterator of held-out target batches.
+      callback: Called as ``callback(step, potentials)`` after each chunk of
+        steps (a raise stops training; the last good state is kept).
+      resume: Go on from the solver's state (and its loaders' positions)
+        instead of starting at step 0.
+
+    Returns:
+      The logs, ``{"train_logs": ..., "valid_logs": ...}`` with lists of
+      floats per logged step (ott's keys).
+    """
     feed = inputs.feed_for(
         inputs.Loaders((trainloader_source, trainloader_target,
                         validloader_source, validloader_target)),
@@ -307,6 +335,10 @@ class ExpectileNeuralDual(solver_lib.ENOTSolver, neuraldual.W2NeuralDual):
 
   def get_step_fn(self, train: bool, to_optimize: str):
     """Not available: ENOT has no W2NeuralDual step functions.
+
+    Args:
+      train: ott's flag (training or evaluation step).
+      to_optimize: ott's choice of network (``"f"``, ``"g"``, ``"both"``).
 
     Raises:
       NotImplementedError: use ``step_fns`` (``{forward: step}``, jitted

@@ -187,76 +187,68 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any]
     TypeError, ValueError: for bad arguments, before anything compiles.
   """
   a = _entropic_arguments(*args, **kwargs)
-  (dim_data, epsilon, cost_fn, energy_network, warm_start, optimizer,
-   learning_rate, langevin_steps, replay, buffer_size, sample_steps,
-   adjusted_training, num_train_iters, valid_freq, log_freq, logging, rng,
-   warm_start_options, progress_bar, chunk_size, checkpoint_dir,
-   checkpoint_every, checkpoint_keep, mesh, keep_best) = a.values()
-  dim = checks.check_positive_int("dim_data", dim_data)
-  epsilon = check_epsilon(epsilon)
-  checks.check_hyperparameters(
-      dim_data=dim, expectile=1.0, expectile_loss_coef=0.0,
-      num_train_iters=num_train_iters, valid_freq=valid_freq,
-      log_freq=log_freq, chunk_size=chunk_size, optimizer_f=None,
-      optimizer_g=None,
-      cost_fn=costs.SqEuclidean() if cost_fn is None else cost_fn,
-      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-      checkpoint_keep=checkpoint_keep)
-  cost_fn = costs_lib.canonical_cost(
-      costs.SqEuclidean() if cost_fn is None else cost_fn)
+  dim = checks.check_positive_int("dim_data", a["dim_data"])
+  epsilon = check_epsilon(a["epsilon"])
+  checks.check_run_settings(**{k: a[k] for k in (
+      "num_train_iters", "valid_freq", "log_freq", "chunk_size",
+      "checkpoint_dir", "checkpoint_every", "checkpoint_keep")})
+  cost_fn = costs.SqEuclidean() if a["cost_fn"] is None else a["cost_fn"]
+  checks.check_cost_fn(cost_fn)
+  cost_fn = costs_lib.canonical_cost(cost_fn)
   check_cost_gradient(cost_fn, dim)
+  warm_start = a["warm_start"]
   _check_warm_start(warm_start, dim, cost_fn)
   warm = warm_start is not None
   steps, chance, sampling = WARM_CHAINS if warm else COLD_CHAINS
   langevin_steps = checks.check_positive_int(
-      "langevin_steps", steps if langevin_steps is None else langevin_steps)
+      "langevin_steps",
+      steps if a["langevin_steps"] is None else a["langevin_steps"])
   sample_steps = checks.check_positive_int(
-      "sample_steps", sampling if sample_steps is None else sample_steps)
-  buffer_size = checks.check_positive_int("buffer_size", buffer_size)
-  replay = chance if replay is None else replay
+      "sample_steps", sampling if a["sample_steps"] is None
+      else a["sample_steps"])
+  buffer_size = checks.check_positive_int("buffer_size", a["buffer_size"])
+  replay = chance if a["replay"] is None else a["replay"]
   if not (isinstance(replay, numbers.Real) and 0.0 <= float(replay) <= 1.0):
     raise ValueError(f"`replay` must be a probability in [0, 1], got "
                      f"{replay!r}.")
+  learning_rate = a["learning_rate"]
   if not (isinstance(learning_rate, numbers.Real)
           and math.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"`learning_rate` must be positive, got "
                      f"{learning_rate!r}.")
-  if optimizer is not None and not (hasattr(optimizer, "init")
-                                    and hasattr(optimizer, "update")):
-    raise TypeError(
-        f"`optimizer` must be an optax `GradientTransformation` (e.g. "
-        f"`optax.adam(1e-3)`), got {type(optimizer).__name__}.")
-  if warm_start_options is not None and not isinstance(warm_start_options,
-                                                       dict):
+  optimizer = a["optimizer"]
+  checks.check_optimizer("optimizer", optimizer)
+  if a["warm_start_options"] is not None and not isinstance(
+      a["warm_start_options"], dict):
     raise TypeError("`warm_start_options` must be a dict of ENOTSolver "
                     "arguments.")
-  network = networks.as_network(energy_network, "energy_network")
+  network = networks.as_network(a["energy_network"], "energy_network")
   if network is None:
     network = networks.default_network(1)
   if networks.NetworkInputs(dim).outputs_per_point(
       network, "energy_network") != 1:
     raise ValueError("`energy_network` must return one number per point.")
-  key = utils.default_prng_key(rng)
+  key = utils.default_prng_key(a["rng"])
   enot_key = jax.random.split(key)[1]
   warm_start_solver, base_model, base = None, None, ()
   if isinstance(warm_start, ENOTPotentials):
     base_model = warm_start.model
     base = (warm_start.params_f, warm_start.params_g)
   elif warm:
-    options = dict(num_train_iters=num_train_iters,
-                   progress_bar=progress_bar, rng=enot_key)
-    options.update(warm_start_options or {})
+    options = dict(num_train_iters=a["num_train_iters"],
+                   progress_bar=a["progress_bar"], rng=enot_key)
+    options.update(a["warm_start_options"] or {})
     warm_start_solver = enot_face.ENOTSolver(dim, cost_fn=cost_fn, **options)
     base_model = warm_start_solver.model
     base = warm_start_solver.state.params
   model = model_lib.EnergyModel(cost_fn, network, dim, base_model)
   default = optimizer is None
   if default:
-    optimizer = enot_face.default_optimizer(num_train_iters,
+    optimizer = enot_face.default_optimizer(a["num_train_iters"],
                                             float(learning_rate))
   method = method_lib.Entropic(
       model, optimizer, langevin_steps, float(replay), buffer_size,
-      sample_steps, bool(adjusted_training))
+      sample_steps, bool(a["adjusted_training"]))
   run = {k: a[k] for k in enot_face.RUN_SETTINGS}
   return Configuration(
       method, epsilon, key, base,
@@ -395,8 +387,15 @@ class EntropicSolver(enot_face.PairFit):
                                 (potentials.params_f, potentials.params_g))
 
   def with_base(self, state: Any, base: Any) -> Any:
-    """``state`` with ENOT's parameters ``base`` (``(params_f,
-    params_g)``; a population's every member's)."""
+    """``state`` with ENOT's parameters ``base``.
+
+    Args:
+      state: An :class:`~ott_enot.methods.EntropicTrainState`.
+      base: ENOT's ``(params_f, params_g)``.
+
+    Returns:
+      The state with ``base`` in it (the rest unchanged).
+    """
     return state.replace(base=base)
 
   def base_of(self, state: Any) -> Any:
@@ -412,6 +411,15 @@ class EntropicSolver(enot_face.PairFit):
     ``warm_start="train"`` the first call trains ENOT on the same data
     first (``warm_start_solver``), unless it resumes a checkpoint (which
     holds ENOT's parameters).
+
+    Args:
+      data_or_x: Source points ``[n, d]`` (with ``y``), an ott
+        ``PointCloud`` or ``LinearProblem``, a
+        :class:`~ott_enot.PointCloudStream`, or a sampler ``key -> (x, y)``.
+      y: Target points ``[m, d]`` with source points.
+      resume: Go on from the solver's state (a checkpoint restored).
+      options: ``batch_size``, ``rng``, ``a``, ``b``, ``valid_fraction``,
+        ``replace``, ``callback`` as :meth:`ott_enot.ENOTSolver.fit`.
 
     Returns:
       :class:`~ott_enot.model.entropic.EntropicPotentials`, or
@@ -555,7 +563,15 @@ class EntropicPopulation(population.PopulationFace, EntropicSolver):
     return np.asarray(self.state.members.epsilon, np.float64)
 
   def with_base(self, state: Any, base: Any) -> Any:
-    """``state`` with ENOT's parameters ``base`` in every member."""
+    """``state`` with ENOT's parameters ``base`` in every member.
+
+    Args:
+      state: A population's state (members stacked).
+      base: ENOT's ``(params_f, params_g)``, one for all members.
+
+    Returns:
+      The state with ``base`` in every member.
+    """
     return self.method.map_members(state, lambda m: m.replace(base=base))
 
   def base_of(self, state: Any) -> Any:

@@ -71,8 +71,18 @@ class TrainingMethod(Protocol):
 
     The engine wraps it in :func:`~ott_enot.training.state.guarded_step`,
     which applies it or not and keeps ``step`` and ``diverged``: a method
-    never touches them. ``metrics`` is a pytree of scalars (``[members]``)
-    with a ``loss`` field; ``phase`` is static.
+    never touches them.
+
+    Args:
+      state: The method's state.
+      batch: One training batch (``(x[n, d], y[n, d])``, with conditions
+        ``[n, k]`` for conditional data).
+      phase: Which of the method's alternating steps (static; ``0`` for a
+        method of one kind of step).
+
+    Returns:
+      ``(state, metrics)``: the updated state and a pytree of scalars
+      (``[members]`` for a population) with a ``loss`` field.
     """
 
   def zero_metrics(self, state: TrainState) -> Any:
@@ -92,12 +102,28 @@ class TrainingMethod(Protocol):
     validates as an uninterrupted one) and passes to every
     :meth:`validate` (ENOT: the blur and the resampling floor of the
     target sample, :class:`~ott_enot.evaluation.metrics.FitReference`);
-    ``()`` when there is nothing."""
+    ``()`` when there is nothing.
+
+    Args:
+      batch: The run's first validation batch.
+
+    Returns:
+      A pytree of arrays, or ``()``.
+    """
 
   def validate(self, params: Any, batch: Batch,
                reference: Any) -> Dict[str, jnp.ndarray]:
     """Validation metrics of ``params`` on one batch (pure), with the run's
-    :meth:`validation_reference`."""
+    :meth:`validation_reference`.
+
+    Args:
+      params: What :meth:`params` reads of a state.
+      batch: One validation batch.
+      reference: The run's :meth:`validation_reference`.
+
+    Returns:
+      A dict of scalar arrays (``[members]`` for a population).
+    """
 
   def selection_score(self, metrics: Dict[str, Any]) -> Any:
     """The score of one validation (host values of :meth:`validate`'s
@@ -106,10 +132,26 @@ class TrainingMethod(Protocol):
 
   def with_params(self, state: TrainState, params: Any) -> TrainState:
     """``state`` with the parameters ``params`` (of :meth:`params`): what the
-    face turns into its result for the best validated parameters."""
+    face turns into its result for the best validated parameters.
+
+    Args:
+      state: The method's state.
+      params: Parameters of :meth:`params`'s structure.
+
+    Returns:
+      The state holding ``params``.
+    """
 
   def log_row(self, step: int, metrics: Any) -> Dict[str, Any]:
-    """The row of ``logs["train_logs"]`` for ``step`` (host values)."""
+    """The row of ``logs["train_logs"]`` for ``step`` (host values).
+
+    Args:
+      step: The step the metrics are of.
+      metrics: :meth:`step`'s metrics, on the host.
+
+    Returns:
+      A dict of floats (lists of floats for a population).
+    """
 
   def describe(self) -> Dict[str, Any]:
     """A JSON description of what a checkpoint of this method must match

@@ -146,7 +146,18 @@ class OptaxCall:
 
   def update(self, updates: Any, state: optax.OptState,
              params: Any = None, **extra_args: Any) -> tuple:
-    """The optimiser's ``update(updates, state, params)``."""
+    """The optimiser's ``update(updates, state, params)``.
+
+    Args:
+      updates: Gradients, a pytree of the parameters' structure.
+      state: The optimiser's state.
+      params: The parameters (optimisers that need them).
+      extra_args: optax's extra arguments (e.g. ``value`` of
+        ``optax.contrib`` transformations).
+
+    Returns:
+      ``(updates, state)`` as optax's ``GradientTransformation.update``.
+    """
     transform = self.build()
     if extra_args:
       return transform.update(updates, state, params, **extra_args)
