@@ -32,8 +32,8 @@ Usage:
   python benchmarks/entropic.py --population --dims 2 16 --eps 0.1 1 10
   python benchmarks/entropic.py --problems mixture --dims 2 --eps 0.1 \\
       --curve --equal-time --curve-figure curves.png
-      # accuracy against wall time, warm (from the end of ENOT's
-      # pre-training) and cold (from 0)
+      # accuracy against wall time: warm's clock includes ENOT's
+      # pre-training (first point: its g alone), cold's starts at 0
 """
 import argparse
 import time
