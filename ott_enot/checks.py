@@ -138,6 +138,10 @@ def check_optimizer(name: str, optimizer: Any) -> None:
   """Check that ``optimizer`` (argument ``name``) is :obj:`None` or an optax
   ``GradientTransformation``.
 
+  Args:
+    name: The argument's name, for the message.
+    optimizer: The value given.
+
   Raises:
     TypeError: for anything without ``init`` and ``update``.
   """
@@ -162,6 +166,15 @@ def check_run_settings(
 ) -> None:
   """Check the settings of a run that every solver shares (steps, the
   validation and logging periods, the chunk, checkpoints).
+
+  Args:
+    num_train_iters: Steps of a run (``>= 0``).
+    valid_freq: Validation period (``>= 1``).
+    log_freq: Logging period (``>= 1``).
+    chunk_size: Steps per compiled chunk (``>= 1``).
+    checkpoint_dir: A path, or :obj:`None`.
+    checkpoint_every: Checkpoint period (``>= 1``).
+    checkpoint_keep: Checkpoints kept (``>= 1``).
 
   Raises:
     TypeError: for a value of the wrong type.
