@@ -2,13 +2,14 @@
 beside ott 0.6.0's `ExpectileNeuralDual`, at equal budgets.
 
 Both solvers train on the same ott loaders (`create_gaussian_mixture_samplers`,
-batch 512, the demo's path) for `--steps` steps each; ott's with its defaults
+batch `--batch`, default the demo's 256, the demo's path) for `--steps` steps
+each; ott's with its defaults
 (128x4 ELU MLPs, Adam 3e-4, b1 = b2 = 0.9, lambda 1: the settings of ott's
-ENOT tutorial on these mixtures), ours with its defaults (`ours`), and ours
+ENOT tutorial on these mixtures), ours with its defaults but the demo's peak
+learning rate (`ours`, `--learning-rate`, default 3e-3), and ours
 with ott's L-BFGS conjugate solver refining the forward map at inference
 (`ours+lbfgs`: T(x) = argmin_y c(x, y) - g(y) from the learned T(x); the
-same training, bit for bit; the inverse map is not refined); ours' peak
-learning rate is `--learning-rate` (the default optimiser's schedule). On
+same training, bit for bit; the inverse map is not refined). On
 `--eval` held-out points of each measure, for both maps (forward T(x) -> y,
 inverse T^-1(y) -> x), against a fresh sample of the map's target:
 
@@ -20,8 +21,8 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
   (`metrics.fit_report`); coarse: at 1e-2 x the mean cost (ott-enot 0.1's);
 * seconds: the whole run, compile included (evaluation excluded).
 
-  python benchmarks/mixtures.py [--steps 6000 20000] [--seeds 0 1]
-      [--methods ours ours+lbfgs ott] [--learning-rate 1e-3]
+  python benchmarks/mixtures.py [--steps 12000 20000] [--seeds 0 1]
+      [--methods ours ours+lbfgs ott] [--learning-rate 3e-3] [--batch 256]
 """
 import argparse
 import time
@@ -35,6 +36,7 @@ from ott.neural.networks.layers import conjugate
 
 import common
 import ott_enot
+from ott_enot import __main__ as demo
 from ott_enot.evaluation import metrics, problems
 from ott_enot.solvers import enot as solver_lib
 
@@ -42,10 +44,11 @@ PAIRS = {"square_five->square_four": ("square_five", "square_four")}
 
 
 def _train(method: str, src: str, tgt: str, steps: int, seed: int,
-           learning_rate: float = solver_lib.DEFAULT_LEARNING_RATE):
+           learning_rate: float = solver_lib.DEFAULT_LEARNING_RATE,
+           batch: int = demo.DEMO_BATCH):
   rng_data, rng_solver = jax.random.split(jax.random.key(seed))
   train, valid, dim = datasets.create_gaussian_mixture_samplers(
-      src, tgt, train_batch_size=512, valid_batch_size=2048, rng=rng_data)
+      src, tgt, train_batch_size=batch, valid_batch_size=2048, rng=rng_data)
   if method in ("ours", "ours+lbfgs"):
     refine = ({"conjugate_solver": conjugate.FenchelConjugateLBFGS(max_iter=50)}
               if method == "ours+lbfgs" else {})
@@ -85,18 +88,22 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, nargs="+", default=[6000, 20000])
+  parser.add_argument("--steps", type=int, nargs="+",
+                      default=[demo.DEMO_STEPS, 20000])
+  parser.add_argument("--batch", type=int, default=demo.DEMO_BATCH)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--methods", nargs="+",
                       choices=["ours", "ours+lbfgs", "ott"],
                       default=["ours", "ott"])
   parser.add_argument("--eval", type=int, default=2048)
   parser.add_argument("--learning-rate", type=float,
-                      default=solver_lib.DEFAULT_LEARNING_RATE)
+                      default=demo.DEMO_LEARNING_RATE,
+                      help="ours' peak learning rate (the solver's default "
+                      "is 1e-3)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "
-        f"{args.learning_rate:g}")
+        f"{args.learning_rate:g}; batch {args.batch}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
         "fit / floor | coarse / floor | seconds |")
   print("|---|---|---|---|---|---|---|---|---|")
@@ -106,7 +113,7 @@ def main() -> None:
         rows, seconds = [], []
         for seed in args.seeds:
           potentials, sec = _train(method, src, tgt, steps, seed,
-                                   args.learning_rate)
+                                   args.learning_rate, args.batch)
           rows.append(_judge(potentials, src, tgt, args.eval, seed))
           seconds.append(sec)
         for side in ("forward", "inverse"):
