@@ -2,7 +2,7 @@
 
 Trains ENOT on ott's "square_five -> square_four" Gaussian mixtures with the
 solver's defaults but a short run's learning rate (12,000 steps of 256
-points at a peak rate of 3e-3: about 90 s on two CPU cores), prints the
+points at a peak rate of 3e-3: 61-84 s of training on two CPU cores), prints the
 learned OT cost beside ott's Sinkhorn estimate on held-out samples, the fit of both maps beside the resampling floor, and
 what a reader of the plot sees (strays between clusters, each cluster's
 spread) beside a fresh sample's, and writes a PNG of both maps.
@@ -23,10 +23,10 @@ from ott_enot.evaluation import metrics, problems
 
 __all__ = ["main"]
 
-# The demo's budget, about 90 s on two CPU cores: twice the steps of the
-# earlier demo (6,000 of 512) on half its batch, at three times the default
-# learning rate (`benchmarks/mixtures.py`, 3 seeds: strays 5.6 % / 7.8 %
-# against 9.6 % / 20.2 % for the earlier demo, in about the same time).
+# The demo's budget, under 90 s of training on two CPU cores: twice the
+# steps of the earlier demo (6,000 of 512) on half its batch, at three times
+# the default learning rate (`benchmarks/mixtures.py`, 3 seeds: strays 5.6 %
+# / 7.8 % against 9.6 % / 20.2 % for the earlier demo, in 1.36x its time).
 DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
 
 
