@@ -6,8 +6,8 @@ and back (the inverse merges two clusters into one: nothing to strand).
 The solver's defaults, a short run on fresh samples; the maps are judged on
 held-out points beside a fresh target sample (:func:`metrics.cluster_report`
 with the clusters' centres): the share of points between clusters and every
-cluster's spread within bounds a blurred or wrongly split map exceeds, and
-each target cluster's mass within a few points of a half.
+cluster's spread within bounds (the measured values beside them), and each
+target cluster's mass within five points of a half.
 """
 import jax
 import jax.numpy as jnp
