@@ -4,8 +4,9 @@ Trains ENOT on ott's "square_five -> square_four" Gaussian mixtures with the
 solver's defaults but a short run's learning rate (12,000 steps of 256
 points at a peak rate of 3e-3: 61-84 s of training on two CPU cores),
 prints the learned OT cost beside ott's Sinkhorn estimate on held-out
-samples, the fit of both maps beside the resampling floor, and what a reader of the plot sees (strays between clusters, each cluster's
-spread) beside a fresh sample's, and writes a PNG of both maps.
+samples, the fit of both maps beside the resampling floor, and what a
+reader of the plot sees (strays between clusters, each cluster's spread)
+beside a fresh sample's, and writes a PNG of both maps.
 """
 import argparse
 import time
