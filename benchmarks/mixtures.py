@@ -44,7 +44,7 @@ PAIRS = {"square_five->square_four": ("square_five", "square_four")}
 
 
 def _train(method: str, src: str, tgt: str, steps: int, seed: int,
-           learning_rate: float = solver_lib.DEFAULT_LEARNING_RATE,
+           learning_rate: float = demo.DEMO_LEARNING_RATE,
            batch: int = demo.DEMO_BATCH):
   rng_data, rng_solver = jax.random.split(jax.random.key(seed))
   train, valid, dim = datasets.create_gaussian_mixture_samplers(
