@@ -6,9 +6,11 @@ the same number of steps; the true map is the closed-form Gaussian Monge map
 (``ott.tools.gaussian_mixture.gaussian.Gaussian.transport``). ott's defaults:
 Adam lr 3e-4, b1 = b2 = 0.9, tau 0.99, lambda 1.0; ours
 (``ott_enot.default_optimizer``): Adam b1 0.9, b2 0.99, lr 1e-3 cosine
-to 1e-5, tau 0.99, lambda 0.5.
+to 1e-5, tau 0.99, lambda 0.5; and ours with the pushforward term
+(``pushforward_loss_coef``, ``--pushforward``, default 1).
 
     python benchmarks/quality.py --dims 2 16 --steps 5000 --seeds 3
+    python benchmarks/quality.py --solvers twist pushforward   # two rows
 
 Prints one table, mean ± std over seeds 0, ..., N - 1 (networks, batches):
 forward / inverse L2-UV (%) per solver and dimension, the dual cost estimate
@@ -74,6 +76,10 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--seeds", type=int, default=3,
                       help="runs per row: seeds 0, ..., N - 1")
+  parser.add_argument("--pushforward", type=float, default=1.0,
+                      help="pushforward_loss_coef of the '+ pushforward' row")
+  parser.add_argument("--solvers", nargs="+", default=None,
+                      help="only the rows whose name contains one of these")
   args = parser.parse_args()
 
   ott_adam = lambda: optax.adam(3e-4, b1=0.9, b2=0.9)
@@ -102,7 +108,15 @@ def main() -> None:
               parameterisation="correlation", progress_bar=False
           )
       ),
+      f"ott_enot defaults + pushforward {args.pushforward:g}": (
+          lambda seed, steps: ott_enot.ExpectileNeuralDual(
+              dim, num_train_iters=steps, rng=jax.random.key(seed),
+              progress_bar=False, pushforward_loss_coef=args.pushforward)
+      ),
   }
+  if args.solvers:
+    solvers = {name: make for name, make in solvers.items()
+               if any(part in name for part in args.solvers)}
   print(f"device: {jax.devices()[0].device_kind}; steps {args.steps}, batch "
         f"{args.batch}, 4x128 ELU MLPs, {args.seeds} seed(s), mean ± std")
   print("| d | solver | fwd L2-UV % | inv L2-UV % | dual est. | W2^2 | "

@@ -13,6 +13,7 @@ fresh samples every step (an infinite sample) and ott's entropic map
 (Sinkhorn potentials on 3,000 points with the squared geodesic's twist).
 
   python benchmarks/sphere.py [--problems A B] [--seeds 0 1] [--no-fresh]
+      [--short 10000] [--long 30000] [--pushforward 0]
 """
 import argparse
 import time
@@ -60,7 +61,8 @@ def _score(mapped, y_eval) -> float:
   return float(fit / floor)
 
 
-def run(name: str, seed: int, steps: int, every: int, infinite: bool):
+def run(name: str, seed: int, steps: int, every: int, infinite: bool,
+        pushforward: float = 0.0):
   """``(curve [(step, last-state fit/floor)], kept fit/floor, last
   fit/floor, kept step, seconds of training, compile included, the curve's
   evaluations excluded)``."""
@@ -78,7 +80,8 @@ def run(name: str, seed: int, steps: int, every: int, infinite: bool):
   cost = costs.get_cost("sphere_geodesic")
   solver = ott_enot.ENOTSolver(
       3, cost_fn=cost, num_train_iters=steps, valid_freq=1000,
-      logging=True, progress_bar=False, rng=jax.random.key(seed))
+      logging=True, progress_bar=False, rng=jax.random.key(seed),
+      pushforward_loss_coef=pushforward)
   start = time.perf_counter()
   if infinite:
     kept, logs = solver.fit(_sampler(target), rng=jax.random.key(seed),
@@ -120,9 +123,11 @@ def main() -> None:
   parser.add_argument("--long", type=int, default=30_000)
   parser.add_argument("--no-fresh", action="store_true",
                       help="skip the runs on fresh samples every step")
+  parser.add_argument("--pushforward", type=float, default=0.0,
+                      help="pushforward_loss_coef (default 0)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; fit / floor on {EVAL} held-out points "
-        f"(metrics.fit_and_floor)")
+        f"(metrics.fit_and_floor); pushforward {args.pushforward:g}")
   print("| problem | seed | data | steps | returned (kept step) | last state "
         "| seconds |")
   print("|---|---|---|---|---|---|---|")
@@ -133,7 +138,7 @@ def main() -> None:
         for steps in (args.short, args.long):
           every = args.every if steps == args.long else 0
           curve, kept, last, step, sec = run(name, seed, steps, every,
-                                             infinite)
+                                             infinite, args.pushforward)
           data = "fresh every step" if infinite else f"{POINTS} points"
           print(f"| {name} | {seed} | {data} | {steps} | {kept:.2f} "
                 f"({step}) | {last:.2f} | {sec:.0f} |", flush=True)

@@ -34,6 +34,10 @@ Glossary (one word per concept, used everywhere):
   ``"correlation"``, ``"direct"``, one class each);
 - *forward* / *inverse*: the map's direction (source -> target / target ->
   source); *bidirectional*: both, alternating;
+- *pushforward term*: the energy distance between the mapped batch
+  :math:`T(x)` and the target batch in a map's loss
+  (``pushforward_loss_coef``); *fit*: the divergence that judges a map
+  against a target sample (never a training loss);
 - *training method*: what the engine trains (init, step, validate, result);
   *member*: one configuration of a population;
 - *plan* :math:`\pi_\varepsilon`: the entropic OT coupling, sampled as

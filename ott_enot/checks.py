@@ -201,6 +201,7 @@ def check_hyperparameters(
     expectile: Any,
     expectile_loss_coef: Any,
     num_train_iters: Any,
+    pushforward_loss_coef: Any = 0.0,
     valid_freq: Any,
     log_freq: Any,
     chunk_size: Any = 1,
@@ -218,7 +219,8 @@ def check_hyperparameters(
   Raises:
     TypeError: for a value of the wrong type.
     ValueError: for a value out of range, e.g. ``expectile`` outside
-      :math:`(0, 1]` or a negative ``expectile_loss_coef``.
+      :math:`(0, 1]` or a negative ``expectile_loss_coef`` or
+      ``pushforward_loss_coef``.
   """
   check_positive_int("dim_data", dim_data)
   tau = _real("expectile", expectile)
@@ -231,6 +233,11 @@ def check_hyperparameters(
     raise ValueError(
         f"`expectile_loss_coef` must be >= 0, got {expectile_loss_coef}; the "
         f"paper uses values in [0.3, 1.0]."
+    )
+  if _real("pushforward_loss_coef", pushforward_loss_coef) < 0.0:
+    raise ValueError(
+        f"`pushforward_loss_coef` must be >= 0, got "
+        f"{pushforward_loss_coef}; 0 trains ENOT as published."
     )
   check_run_settings(
       num_train_iters=num_train_iters, valid_freq=valid_freq,

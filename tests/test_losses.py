@@ -118,3 +118,84 @@ class TestENOTLoss:
                        jax.tree.leaves(amort)):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
       np.testing.assert_allclose(c, 0.0, atol=0)  # g is stop-gradiented there
+
+
+class TestEnergyDistance:
+
+  def test_hand_computed_value(self):
+    # a = (0, 1), b = (3,) in 1-D: 2 * mean(3, 2) - 1 - 0 (a single b has no
+    # pairs: use two equal points, distance 0)
+    a = jnp.array([[0.0], [1.0]])
+    b = jnp.array([[3.0], [3.0]])
+    np.testing.assert_allclose(losses.energy_distance(a, b), 2 * 2.5 - 1.0,
+                               rtol=1e-6)
+
+  def test_unbiased_near_zero_for_one_measure_and_positive_otherwise(self):
+    keys = jax.random.split(jax.random.key(0), 32)
+    draw = lambda k: jax.random.normal(keys[k], (256, 2))
+    same = [float(losses.energy_distance(draw(2 * k), draw(2 * k + 1)))
+            for k in range(16)]
+    shifted = float(losses.energy_distance(draw(0), draw(1) + 0.5))
+    # the U-statistic's mean over draws of one measure is ~0 (within three
+    # standard errors); a shift of half a standard deviation is many times
+    # its spread
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(16)
+    assert shifted > 10 * np.std(same)
+
+  def test_gradient_finite_where_points_coincide(self):
+    a = jnp.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    b = jnp.array([[1.0, 1.0], [2.0, 0.0]])
+    grad = jax.grad(lambda z: losses.energy_distance(z, b))(a)
+    assert bool(jnp.isfinite(grad).all())
+    # a descent step moves the points away from b's mass towards it
+    towards = jnp.mean(b, axis=0) - a[:2]
+    assert bool((jnp.sum(-grad[:2] * towards, axis=-1) > 0).all())
+
+
+class TestPushforwardTerm:
+
+  def test_zero_weight_is_the_published_objective(self):
+    base = _hand_loss(2.0, 0.5)
+    kw = dict(HAND)
+    source, target = kw.pop("source"), kw.pop("target")
+    zero = losses.enot_loss(2.0, 0.5, source, target,
+                            pushforward_loss_coef=0.0, **kw)
+    for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(zero)):
+      np.testing.assert_array_equal(a, b)
+
+  def test_adds_the_scaled_energy_distance_to_the_maps_loss_only(self):
+    kw = dict(HAND)
+    source, target = kw.pop("source"), kw.pop("target")
+    mu = 0.7
+    loss = lambda p, q, m: losses.enot_loss(p, q, source, target,
+                                            pushforward_loss_coef=m, **kw)
+    base, terms0 = loss(2.0, 0.5, 0.0)
+    with_term, terms = loss(2.0, 0.5, mu)
+    # s = mean c(x, y) / mean |x - y| = mean(0.25, 9) / mean(0.5, 3)
+    scale = 4.625 / 1.75
+    # the energy distance less its term in y alone (a constant): y = (1.5,
+    # 5) are 3.5 apart
+    energy = losses.energy_distance(2.0 * source, target) + 3.5
+    np.testing.assert_allclose(with_term - base, mu * scale * energy,
+                               rtol=1e-5)
+    np.testing.assert_allclose(terms.map_loss - terms0.map_loss,
+                               mu * scale * energy, rtol=1e-5)
+    np.testing.assert_allclose(terms.potential_loss, terms0.potential_loss)
+    # the potential's gradient does not change; the map's does
+    gq = lambda m: jax.grad(lambda q: loss(2.0, q, m)[0])(0.5)
+    gp = lambda m: jax.grad(lambda p: loss(p, 0.5, m)[0])(2.0)
+    np.testing.assert_allclose(gq(mu), gq(0.0), rtol=1e-6)
+    assert abs(float(gp(mu) - gp(0.0))) > 1e-3
+
+  def test_scale_does_not_depend_on_units(self):
+    # the same problem in units 10 times larger: a squared cost grows 100
+    # times, so does every term; the weight mu means the same
+    kw = dict(HAND)
+    source, target = kw.pop("source"), kw.pop("target")
+    kw.pop("potential_fn")
+    term = lambda k: (losses.enot_loss(
+        2.0, 0.0, k * source, k * target, potential_fn=lambda q, y: q * y[:, 0],
+        pushforward_loss_coef=1.0, **kw)[1].map_loss - losses.enot_loss(
+            2.0, 0.0, k * source, k * target,
+            potential_fn=lambda q, y: q * y[:, 0], **kw)[1].map_loss)
+    np.testing.assert_allclose(term(10.0), 100.0 * term(1.0), rtol=1e-5)

@@ -356,7 +356,13 @@ def test_on_device_sampling_matches_the_iterator_path():
             num_train_iters=11)
   on_device, logs_d = _solver(**kw).fit(stream, rng=key)
   # fit uses fold_in(key, 1) for the batches; the loaders then give the same
-  host, logs_h = _solver(**kw)(*stream.loaders(jax.random.fold_in(key, 1)))
+  # training batches, and every on-device validation sees the first
+  # validation batch (loaders that repeat it give the same logs)
+  train_x, train_y, _, _ = stream.loaders(jax.random.fold_in(key, 1))
+  first_x, first_y = map(np.asarray, stream.valid_step(
+      jax.random.fold_in(key, 1), 0))
+  host, logs_h = _solver(**kw)(train_x, train_y, itertools.repeat(first_x),
+                               itertools.repeat(first_y))
   _close(on_device, host)
   np.testing.assert_allclose(logs_d["valid_logs"]["w_dist"],
                              logs_h["valid_logs"]["w_dist"], rtol=1e-5)
@@ -464,3 +470,31 @@ def test_validation_logs_the_map_cost_and_its_fit_beside_the_floor():
   assert valid["floor"] > 0
   no_map, _ = ott_enot.evaluation.metrics.fit_and_floor(x, y)
   assert no_map > 10 * floor
+
+
+def test_device_feeds_repeat_their_validation_batch_and_choose_the_lowest():
+  """A fixed validation set where the engine draws the batches (the scores
+  compare maps, so the lowest is kept); the user's loaders give fresh
+  batches, whose noise the method's tolerance absorbs."""
+  def sampler(key):
+    return (jax.random.normal(key, (16, 2)),
+            jax.random.normal(jax.random.fold_in(key, 1), (16, 2)))
+
+  feed = feeds.DeviceFeed(
+      feeds.SamplerBatches.of(jax.random.key(0), sampler), 2)
+  first, later = feed.valid_batch(0), feed.valid_batch(7)
+  for a, b in zip(first, later, strict=True):
+    np.testing.assert_array_equal(a, b)
+  # and it is the sampler's first validation draw (not a training batch)
+  drawn = feed.chunk_batches.valid_batch(jnp.int32(0))
+  np.testing.assert_array_equal(first[0], drawn[0])
+  assert not np.array_equal(first[0], sampler(jax.random.key(0))[0])
+  method = methods.ENOT(None)
+  assert loop.selection_tolerance(method, feed) == 0.0
+  loaders = feeds.IteratorFeed([iter(())] * 4, 2)
+  assert not loaders.repeats_validation
+  assert loop.selection_tolerance(method, loaders) == (
+      methods.enot.SELECTION_TOLERANCE) > 0
+  # a feed of the user's that does not say: fresh batches
+  assert loop.selection_tolerance(method, object()) == (
+      methods.enot.SELECTION_TOLERANCE)

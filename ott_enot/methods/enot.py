@@ -63,9 +63,10 @@ Params = Any
 #: sample's fit / floor varies by about 20 % from batch to batch, on halves
 #: of 256 by 50 %.
 SELECTION_POINTS = 1024
-#: The relative noise of ``fit / floor`` on such batches: the returned map is
-#: the latest validation's within it of the lowest
-#: (:class:`~ott_enot.training.loop.Best`).
+#: The relative noise of ``fit / floor`` between fresh batches of that size:
+#: with the user's loaders the returned map is the latest validation's
+#: within it of the lowest; where every validation sees the same batch, the
+#: lowest's (:func:`~ott_enot.training.loop.selection_tolerance`).
 SELECTION_TOLERANCE = 0.25
 
 
@@ -201,6 +202,9 @@ class ENOT:
     bidirectional: Alternate inverse and forward steps.
     optimizer_f: Optax optimiser of ``f`` (for :meth:`init`).
     optimizer_g: Optax optimiser of ``g``.
+    pushforward_loss_coef: :math:`\mu \ge 0`, the weight of the
+      pushforward term in the maps' loss (:mod:`ott_enot.model.losses`; 0:
+      none, ENOT as published).
     conjugate_solver: Refinement of the c-transform in the potentials
       :meth:`result` builds (not compared: training never refines).
     table: A conditional model's ``{label: vector}`` of labelled conditions,
@@ -212,6 +216,7 @@ class ENOT:
   bidirectional: bool = True
   optimizer_f: Optional[optax.GradientTransformation] = None
   optimizer_g: Optional[optax.GradientTransformation] = None
+  pushforward_loss_coef: float = 0.0
   conjugate_solver: Optional[ott_conjugate.FenchelConjugateSolver] = (
       dataclasses.field(default=None, compare=False))
   table: Optional[Dict[Any, np.ndarray]] = dataclasses.field(
@@ -386,6 +391,7 @@ def _objective(method: ENOT, forward: bool,
   if cond is not None:
     map_fn = functools.partial(map_fn, cond=cond)
     potential_fn = functools.partial(potential_fn, cond=cond)
+  user_cost = jax.vmap(model.cost_fn)
   return functools.partial(
       losses.enot_loss,
       map_fn=map_fn,
@@ -393,6 +399,8 @@ def _objective(method: ENOT, forward: bool,
       cost_fn=cost_fn,
       expectile=expectile,
       expectile_loss_coef=coef,
+      pushforward_loss_coef=method.pushforward_loss_coef,
+      unit_cost_fn=user_cost if forward else lambda a, b: user_cost(b, a),
   )
 
 

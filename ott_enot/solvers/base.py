@@ -43,10 +43,13 @@ class Solver:
     mesh: A :class:`jax.sharding.Mesh` to train data-parallel on, or
       :obj:`None` for the default device.
     keep_best: Validate after the run's last step too, and return the
-      parameters of the latest validation within the method's
-      ``selection_tolerance`` of the lowest ``selection_metric`` (ENOT:
-      ``fit/floor``) instead of the last ones, so that more steps never
-      hurt (:class:`~ott_enot.training.loop.Best`). The state stays the last
+      parameters of the lowest ``selection_metric`` (ENOT: ``fit/floor``)
+      where every validation sees the same batch (the engine's own
+      samplers and point clouds), of the latest validation within the
+      method's ``selection_tolerance`` of the lowest with the loaders'
+      fresh batches (:func:`~ott_enot.training.loop.selection_tolerance`),
+      instead of the last ones, so that more steps never hurt
+      (:class:`~ott_enot.training.loop.Best`). The state stays the last
       (to train on). :obj:`None` (default): the same where validation could
       score (the last parameters, silently, where it could not); ``True``:
       warn too where it could not; ``False``: the last, as ott.

@@ -64,9 +64,14 @@ class Feed(Protocol):
       :class:`~ott_enot.data.ValidationGroups` (labels, trained) of the
       conditions whose validation batches ``[K, n, d]`` the feed returns;
       :obj:`None`: one validation batch (of mixed rows, or no condition).
+    repeats_validation: Whether every validation of a run sees the same
+      batch (then two validations' scores differ only by their maps, and
+      the lowest is the best map; a feed without the attribute gives fresh
+      batches).
   """
 
   validation_groups: Optional[ValidationGroups]
+  repeats_validation: bool
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check the first batches before anything compiles; decide where the
@@ -78,7 +83,8 @@ class Feed(Protocol):
     ``first``."""
 
   def valid_batch(self, count: int) -> Batch:
-    """The ``count``-th validation batch of the run, on the devices."""
+    """The ``count``-th validation batch of the run, on the devices (the
+    first one again for a feed that :attr:`repeats_validation`)."""
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
     """Shapes, dtypes and shardings of the validation batches; may compile
@@ -181,6 +187,12 @@ def _first_batch(batches: ChunkBatches) -> Batch:
 class DeviceFeed:
   """Feed of on-device :class:`ChunkBatches` (the same for every chunk).
 
+  Every validation of a run sees the same batch, the batches' first
+  (``valid_batch(0)``: held-out points of a point cloud, or a sampler's
+  first validation draw), drawn once: a fixed validation set, so that the
+  validations' scores compare the maps and not the batches
+  (:attr:`repeats_validation`).
+
   Args:
     batches: A :class:`StreamBatches` or :class:`SamplerBatches`.
     dim: Dimension of the points.
@@ -206,6 +218,8 @@ class DeviceFeed:
     self.check_sampler = check_sampler
     self.dim_cond = dim_cond
     self.validation_groups = validation_groups
+    self.repeats_validation = True
+    self._valid: Optional[Batch] = None
 
   def prepare(self, parallel: sharding.DataParallel, validation: bool) -> None:
     """Check that the batch splits over the devices (and, for a sampler,
@@ -254,8 +268,12 @@ class DeviceFeed:
     return self.chunk_batches
 
   def valid_batch(self, count: int) -> Batch:
-    """The ``count``-th validation batch, sampled on the device."""
-    return _valid_batch(self.chunk_batches, jnp.asarray(count, jnp.int32))
+    """The run's validation batch (whatever ``count``), sampled on the
+    device once."""
+    del count
+    if self._valid is None:
+      self._valid = _valid_batch(self.chunk_batches, jnp.asarray(0, jnp.int32))
+    return self._valid
 
 
 class IteratorFeed:
@@ -303,6 +321,7 @@ class IteratorFeed:
     self.domain = domain
     self.dim_cond = dim_cond
     self.validation_groups = None  # one validation batch of mixed rows
+    self.repeats_validation = False  # the next batch of the loaders
     self.parallel = sharding.DataParallel()
     self._valid_avals = ()
 

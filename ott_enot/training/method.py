@@ -44,9 +44,11 @@ class TrainingMethod(Protocol):
       nothing. By its minimum the engine keeps the run's best validated
       parameters (:class:`~ott_enot.training.loop.Best`, what the face
       returns) and the "best" checkpoint.
-    selection_tolerance: The relative noise of :meth:`selection_score`:
-      the latest validation within it of the lowest score is kept (ENOT:
-      0.25).
+    selection_tolerance: The relative noise of :meth:`selection_score`
+      between fresh validation batches: with such batches (the user's
+      loaders) the latest validation within it of the lowest score is kept
+      (ENOT: 0.25); where every validation sees the same batch, the lowest
+      (:func:`~ott_enot.training.loop.selection_tolerance`).
     divergence_advice: What to try when the method diverges (for the
       :class:`~ott_enot.TrainingDivergedError` message).
     data_spec: What its data must be
