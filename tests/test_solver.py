@@ -25,15 +25,16 @@ def _mlp(out, width=64):
 # map scores 421 on this pair. Dual estimate within 0.6 % of W2^2 (twist,
 # correlation), 6.7 % (direct). Thresholds are ~3x the worst seed.
 # With the pushforward term (mu = 1), which any map onto the target
-# minimises, the amortisation must still choose the Monge map: twist
-# PUSHFORWARD_MEASURED.
+# minimises, the amortisation must still choose the Monge map: measured on
+# seeds 0, 1, 2 forward 0.42-0.81, inverse 2.58-3.60 (the term's gradient
+# noise; without it 1.34-1.52 on these seeds).
 LEARNING = [
     # form, expectile, coef, max fwd L2-UV, max inv L2-UV, rel. tol of W2^2,
     # pushforward_loss_coef
     ("twist", 0.99, 0.5, 3.0, 6.0, 0.02, 0.0),
     ("correlation", 0.99, 0.5, 4.0, 7.0, 0.02, 0.0),
     ("direct", 0.9, 1.0, 60.0, None, 0.15, 0.0),
-    ("twist", 0.99, 0.5, 3.0, 6.0, 0.02, 1.0),
+    ("twist", 0.99, 0.5, 3.0, 8.0, 0.02, 1.0),
 ]
 
 
@@ -59,11 +60,6 @@ def test_learns_gaussian_monge_map(pair2, form, tau, lam, max_fwd, max_inv,
   pot = solver(*pair2.loaders(batch=256))
   x, y = pair2.x_test, pair2.y_test
   fwd = metrics.l2_uv(pot.transport(x), pair2.monge(x))
-  print(form, mu, "fwd", float(fwd), "inv",
-        float(metrics.l2_uv(pot.transport(y, forward=False),
-                            pair2.monge_inverse(y))) if max_inv else None,
-        "w2", float(pot.distance(x, y)), float(pair2.source.w2_dist(
-            pair2.target)))
   assert fwd < max_fwd
   if max_inv is not None:
     inv = metrics.l2_uv(pot.transport(y, forward=False), pair2.monge_inverse(y))
