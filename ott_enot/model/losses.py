@@ -111,7 +111,7 @@ def energy_distance(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     b: Array ``[m, d]``, ``m >= 2``.
 
   Returns:
-    A scalar (it can be slightly negative: the estimate is unbiased).
+    A scalar, slightly negative at times, since the estimate is unbiased.
   """
   return _energy_of_a(a, b) - _mean_within(b)
 

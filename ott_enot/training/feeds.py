@@ -84,7 +84,7 @@ class Feed(Protocol):
 
   def valid_batch(self, count: int) -> Batch:
     """The ``count``-th validation batch of the run, on the devices (the
-    first one again for a feed that :attr:`repeats_validation`)."""
+    first one again for a feed that ``repeats_validation``)."""
 
   def abstract_valid_batch(self, parallel: sharding.DataParallel) -> Batch:
     """Shapes, dtypes and shardings of the validation batches; may compile
@@ -191,7 +191,7 @@ class DeviceFeed:
   (``valid_batch(0)``: held-out points of a point cloud, or a sampler's
   first validation draw), drawn once: a fixed validation set, so that the
   validations' scores compare the maps and not the batches
-  (:attr:`repeats_validation`).
+  (``repeats_validation``).
 
   Args:
     batches: A :class:`StreamBatches` or :class:`SamplerBatches`.

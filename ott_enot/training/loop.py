@@ -400,9 +400,11 @@ def selection_tolerance(method: TrainingMethod, feed: Feed) -> float:
   the method's ``selection_tolerance`` (the noise between fresh batches).
 
   On a finite sample on the sphere (``benchmarks/sphere.py``, 30,000 steps,
-  validation every 1,000 on the same held-out points), the lowest validation
-  was the best map on held-out points in 5 of 6 cases (problems A and B
-  at 10,000, 20,000 and 30,000 steps), the latest within 25 % of it in 2.
+  validation every 1,000 on 1,024 of the 1,200 held-out points), the
+  lowest validation was the best map on fresh points in 5 of 6 cases
+  (problems A and B, up to 10,000, 20,000 and 30,000 steps), the latest
+  within 25 % of it in 3 (RESULTS.md, "Selection on one validation
+  batch").
   """
   if getattr(feed, "repeats_validation", False):
     return 0.0
