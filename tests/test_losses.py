@@ -123,8 +123,8 @@ class TestENOTLoss:
 class TestEnergyDistance:
 
   def test_hand_computed_value(self):
-    # a = (0, 1), b = (3,) in 1-D: 2 * mean(3, 2) - 1 - 0 (a single b has no
-    # pairs: use two equal points, distance 0)
+    # in 1-D, a = (0, 1), b = (3, 3): the mean distance between them is
+    # mean(3, 3, 2, 2) = 2.5, a's two points are 1 apart, b's 0: 2 * 2.5 - 1
     a = jnp.array([[0.0], [1.0]])
     b = jnp.array([[3.0], [3.0]])
     np.testing.assert_allclose(losses.energy_distance(a, b), 2 * 2.5 - 1.0,
@@ -147,7 +147,7 @@ class TestEnergyDistance:
     b = jnp.array([[1.0, 1.0], [2.0, 0.0]])
     grad = jax.grad(lambda z: losses.energy_distance(z, b))(a)
     assert bool(jnp.isfinite(grad).all())
-    # a descent step moves the points away from b's mass towards it
+    # a descent step moves the two coincident points towards b's mass
     towards = jnp.mean(b, axis=0) - a[:2]
     assert bool((jnp.sum(-grad[:2] * towards, axis=-1) > 0).all())
 
