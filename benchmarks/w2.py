@@ -3,6 +3,8 @@
     python benchmarks/w2.py                              # paper settings, all D
     python benchmarks/w2.py --dims 2 4 8 16 --steps 5000 --widths 128 128 \\
         --batch 256 --solvers ott_enot "ott ENOT"        # a CPU budget
+    python benchmarks/w2.py --dims 2 8 --steps 5000 --widths 128 128 \\
+        --batch 256 --seeds 2 --pushforward 0.3       # the pushforward term
     python benchmarks/w2.py --dims 2 --seeds 3 --lr 3e-4 --b2 0.9 \\
         --constant-lr --tau 0.99 --lam 1.0               # ott's defaults
 
@@ -101,7 +103,7 @@ def run(name, pair, a):
         expectile=a.tau, expectile_loss_coef=a.lam,
         parameterisation=a.parameterisation, valid_freq=a.steps,
         log_freq=a.steps, rng=jax.random.key(a.seed), progress_bar=False,
-        chunk_size=a.chunk,
+        chunk_size=a.chunk, pushforward_loss_coef=a.pushforward,
     )
     pots = solver.fit(pair.sampler(a.batch), rng=jax.random.key(a.seed))
   else:
@@ -146,6 +148,8 @@ def main():
   p.add_argument("--parameterisation", default="correlation",
                  choices=("correlation", "twist"))
   p.add_argument("--chunk", type=int, default=1000)
+  p.add_argument("--pushforward", type=float, default=0.0,
+                 help="ott_enot's pushforward_loss_coef (default 0)")
   p.add_argument("--seeds", type=int, default=1,
                  help="runs per row (seeds 0, ..., N - 1): mean ± std")
   p.add_argument("--eval-points", type=int, default=2 ** 14)
@@ -156,7 +160,8 @@ def main():
   dev = jax.devices()[0]
   print(f"device: {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
         f"commit {common.commit()}; steps {a.steps}; batch {a.batch}; MLP "
-        f"{a.widths} ELU; Adam(.9, {a.b2}) lr {a.lr} "
+        f"{a.widths} ELU; pushforward {a.pushforward:g}; Adam(.9, {a.b2}) "
+        f"lr {a.lr} "
         + ("constant" if a.constant_lr else f"cosine to {a.lr_alpha}x")
         + f"; tau {a.tau}; lambda {a.lam}; ott_enot {a.parameterisation}; "
         f"{a.seeds} seed(s)")

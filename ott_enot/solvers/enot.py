@@ -529,8 +529,9 @@ class ENOTSolver(PairFit, ENOTFace):
       on the data's units (:mod:`ott_enot.model.losses` has the maths). It
       vanishes where the map pushes the source onto the target, and pulls
       points that land between the target's clusters towards its mass.
-      Default 0: ENOT as published (on Gaussian pairs ``0.3`` leaves
-      L2-UV within the seeds' spread, ``1`` raises it by 10-120 %).
+      Default 0: ENOT as published (on Gaussian pairs and the W2 pairs
+      ``0.3`` leaves L2-UV within the seeds' spread, ``1`` raises it by
+      10-120 %).
       On ott's 2-D mixtures at the demo's budget (4 seeds) ``0.3`` strands
       3.9 % of the forward map's points instead of 5.2 % and keeps every
       cluster within 1.21x of the target's spread (1.36x without); the
