@@ -32,15 +32,12 @@ import time
 import jax
 import numpy as np
 from ott import datasets
-from ott.geometry import costs
 from ott.neural.methods import expectile_neural_dual as ott_enot_lib
 from ott.neural.networks.layers import conjugate
 
 import common
-import ott_enot
 from ott_enot import __main__ as demo
 from ott_enot.evaluation import metrics, problems
-from ott_enot.solvers import enot as solver_lib
 
 PAIRS = {"square_five->square_four": ("square_five", "square_four")}
 
@@ -55,11 +52,9 @@ def _train(method: str, src: str, tgt: str, steps: int, seed: int,
   if method in ("ours", "ours+lbfgs"):
     refine = ({"conjugate_solver": conjugate.FenchelConjugateLBFGS(max_iter=50)}
               if method == "ours+lbfgs" else {})
-    opt = lambda: solver_lib.default_optimizer(steps, learning_rate)
-    solver = ott_enot.ExpectileNeuralDual(
-        dim, optimizer_f=opt(), optimizer_g=opt(), cost_fn=costs.SqEuclidean(),
-        num_train_iters=steps, rng=rng_solver, progress_bar=False,
-        pushforward_loss_coef=pushforward, **refine)
+    solver = demo.demo_solver(dim, steps, rng_solver,
+                              learning_rate=learning_rate,
+                              pushforward=pushforward, **refine)
   else:
     solver = ott_enot_lib.ExpectileNeuralDual(
         dim, num_train_iters=steps, rng=rng_solver)

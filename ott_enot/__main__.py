@@ -23,7 +23,7 @@ from ott.solvers import linear
 import ott_enot
 from ott_enot.evaluation import metrics, problems
 
-__all__ = ["main"]
+__all__ = ["main", "demo_solver"]
 
 # The demo's budget, under 90 s of training on two CPU cores: twice the
 # steps of the earlier demo (6,000 of 512) on half its batch, at three times
@@ -34,6 +34,23 @@ DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
 # 3.9 % against 5.2 % without, every cluster within 1.21x of the target's
 # spread against 1.36x; the inverse's strays 8.3 % against 7.5 %).
 DEMO_PUSHFORWARD = 0.3
+
+
+def demo_solver(dim: int, steps: int, rng: jax.Array, *,
+                learning_rate: float = DEMO_LEARNING_RATE,
+                pushforward: float = DEMO_PUSHFORWARD,
+                progress_bar: bool = False,
+                **options) -> ott_enot.ExpectileNeuralDual:
+  """The demo's solver: squared Euclidean cost, the default optimiser's
+  schedule peaking at ``learning_rate`` for both networks, the pushforward
+  term at ``pushforward``, the solver's other defaults (``options``: more
+  solver arguments). ``benchmarks/mixtures.py`` trains the same."""
+  optimizer = lambda: ott_enot.default_optimizer(steps, learning_rate)
+  return ott_enot.ExpectileNeuralDual(
+      dim, optimizer_f=optimizer(), optimizer_g=optimizer(),
+      cost_fn=costs.SqEuclidean(), num_train_iters=steps, rng=rng,
+      progress_bar=progress_bar, pushforward_loss_coef=pushforward,
+      **options)
 
 
 def _sinkhorn_cost(x: jax.Array, y: jax.Array) -> float:
@@ -161,18 +178,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   )
   x, y, x2, y2 = _samples(args.seed + 1, args.eval)
 
-  optimizer = lambda: ott_enot.default_optimizer(args.iters,
-                                                 args.learning_rate)
-  solver = ott_enot.ExpectileNeuralDual(
-      dim,
-      optimizer_f=optimizer(),
-      optimizer_g=optimizer(),
-      cost_fn=costs.SqEuclidean(),
-      num_train_iters=args.iters,
-      rng=rng_solver,
-      progress_bar=not args.no_progress,
-      pushforward_loss_coef=args.pushforward,
-  )
+  solver = demo_solver(dim, args.iters, rng_solver,
+                       learning_rate=args.learning_rate,
+                       pushforward=args.pushforward,
+                       progress_bar=not args.no_progress)
   print(
       f"ENOT, squared Euclidean cost, {args.iters} steps, batch {args.batch}, "
       f"learning rate {args.learning_rate:g} (the default optimiser's "
