@@ -18,6 +18,9 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
   3x the target's median distance to its nearest centre (a fresh sample's
   share beside it); spread: each cluster's standard deviation over the
   target's, the widest (`metrics.cluster_report`, the mixtures' centres);
+  mass: the largest difference between a cluster's share of the mapped
+  points and of the fresh sample, in points (an independent held-out sample
+  of the target's, beside it: the sampling noise);
 * fit: the Sinkhorn divergence at the target's local scale over its floor
   (`metrics.fit_report`); coarse: at 1e-2 x the mean cost (ott-enot 0.1's);
 * seconds: the whole run, compile included (evaluation excluded).
@@ -45,7 +48,8 @@ PAIRS = {"square_five->square_four": ("square_five", "square_four")}
 def _train(method: str, src: str, tgt: str, steps: int, seed: int,
            learning_rate: float = demo.DEMO_LEARNING_RATE,
            batch: int = demo.DEMO_BATCH,
-           pushforward: float = demo.DEMO_PUSHFORWARD):
+           pushforward: float = demo.DEMO_PUSHFORWARD,
+           support: float = demo.DEMO_SUPPORT):
   rng_data, rng_solver = jax.random.split(jax.random.key(seed))
   train, valid, dim = datasets.create_gaussian_mixture_samplers(
       src, tgt, train_batch_size=batch, valid_batch_size=2048, rng=rng_data)
@@ -54,7 +58,8 @@ def _train(method: str, src: str, tgt: str, steps: int, seed: int,
               if method == "ours+lbfgs" else {})
     solver = demo.demo_solver(dim, steps, rng_solver,
                               learning_rate=learning_rate,
-                              pushforward=pushforward, **refine)
+                              pushforward=pushforward, support=support,
+                              **refine)
   else:
     solver = ott_enot_lib.ExpectileNeuralDual(
         dim, num_train_iters=steps, rng=rng_solver)
@@ -70,16 +75,21 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
   fresh_x = problems.mixture(src, n, 3000 + seed).points
   fresh_y = problems.mixture(tgt, n, 4000 + seed).points
   out = {}
-  for name, mapped, fresh, measure in (
-      ("forward", potentials.transport(x), fresh_y, tgt),
-      ("inverse", potentials.transport(y, forward=False), fresh_x, src)):
+  mass = lambda report: 100 * float(
+      np.max(np.abs(report.share - report.target_share)))
+  for name, mapped, fresh, held_out, measure in (
+      ("forward", potentials.transport(x), fresh_y, y, tgt),
+      ("inverse", potentials.transport(y, forward=False), fresh_x, x, src)):
     mapped = np.asarray(mapped)
-    cluster = metrics.cluster_report(
-        mapped, fresh, centers=problems.mixture_centers(measure))
+    centers = problems.mixture_centers(measure)
+    cluster = metrics.cluster_report(mapped, fresh, centers=centers)
     report = metrics.fit_report(mapped, fresh).ratios()
     out[name] = dict(strays=100 * cluster.strays,
                      fresh=100 * cluster.strays_floor,
                      spread=float(np.max(cluster.spread)),
+                     mass=mass(cluster),
+                     mass_floor=mass(metrics.cluster_report(
+                         held_out, fresh, centers=centers)),
                      fit=float(report["fit/floor"]),
                      coarse=float(report["coarse fit/floor"]))
   return out
@@ -103,14 +113,18 @@ def main() -> None:
                       default=demo.DEMO_PUSHFORWARD,
                       help="ours' pushforward_loss_coef (the solver's "
                       "default is 0)")
+  parser.add_argument("--support", type=float, default=demo.DEMO_SUPPORT,
+                      help="ours' support_loss_coef (the solver's default "
+                      "is 0)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "
-        f"{args.learning_rate:g}, pushforward {args.pushforward:g}; batch "
+        f"{args.learning_rate:g}, pushforward {args.pushforward:g}, support "
+        f"{args.support:g}; batch "
         f"{args.batch}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
-        "fit / floor | coarse / floor | seconds |")
-  print("|---|---|---|---|---|---|---|---|---|")
+        "mass pts (held-out) | fit / floor | coarse / floor | seconds |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for pair, (src, tgt) in PAIRS.items():
     for steps in args.steps:
       for method in args.methods:
@@ -118,7 +132,7 @@ def main() -> None:
         for seed in args.seeds:
           potentials, sec = _train(method, src, tgt, steps, seed,
                                    args.learning_rate, args.batch,
-                                   args.pushforward)
+                                   args.pushforward, args.support)
           rows.append(_judge(potentials, src, tgt, args.eval, seed))
           seconds.append(sec)
         for side in ("forward", "inverse"):
@@ -127,7 +141,9 @@ def main() -> None:
                                      f"{col(k).std():{f}}")
           print(f"| {pair} | {steps} | {method} | {side} | "
                 f"{cell('strays', '.1f')} ({col('fresh').mean():.1f}) | "
-                f"{cell('spread')} | {cell('fit')} | {cell('coarse')} | "
+                f"{cell('spread')} | {cell('mass', '.1f')} "
+                f"({col('mass_floor').mean():.1f}) | {cell('fit')} | "
+                f"{cell('coarse')} | "
                 f"{np.mean(seconds):.0f} |", flush=True)
 
 

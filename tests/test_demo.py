@@ -11,7 +11,7 @@ def test_demo_prints_costs_and_writes_png(tmp_path, capsys):
                     "--eval", "128", "--no-progress", "--out", str(out)]) == 0
   text = capsys.readouterr().out
   for row in ("ENOT dual estimate", "Sinkhorn (eps", "forward T(x) -> y",
-              "inverse T^-1(y) -> x", "strays", "spread"):
+              "inverse T^-1(y) -> x", "strays", "spread", "mass"):
     assert row in text
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

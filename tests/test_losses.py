@@ -199,3 +199,73 @@ class TestPushforwardTerm:
             2.0, 0.0, k * source, k * target,
             potential_fn=lambda q, y: q * y[:, 0], **kw)[1].map_loss)
     np.testing.assert_allclose(term(10.0), 100.0 * term(1.0), rtol=1e-5)
+
+
+class TestChamferDistance:
+
+  def test_hand_computed_value(self):
+    # a = (0,0), (1,0); b = (0,1), (3,0), (1,0): a's nearest squared
+    # distances 1 and 0, b's 1, 4 and 0
+    a = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+    b = jnp.array([[0.0, 1.0], [3.0, 0.0], [1.0, 0.0]])
+    expected = np.sqrt(0.5 * ((1.0 + 0.0) / 2 + (1.0 + 4.0 + 0.0) / 3))
+    np.testing.assert_allclose(losses.chamfer_distance(a, b), expected,
+                               rtol=1e-6)
+    np.testing.assert_allclose(losses.chamfer_distance(b, a), expected,
+                               rtol=1e-6)
+
+  def test_zero_on_one_set_blind_to_weights(self):
+    a = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    assert float(losses.chamfer_distance(a, a)) == 0.0
+    # the same support with one point repeated: still 0 (mass is the
+    # pushforward term's, not this one's)
+    assert float(losses.chamfer_distance(a, jnp.concatenate([a, a[:1]]))) == 0
+    grad = jax.grad(lambda z: losses.chamfer_distance(z, a))(a)
+    np.testing.assert_array_equal(grad, 0.0)
+
+  def test_descent_pulls_a_stray_onto_the_nearest_point(self):
+    # two clusters at 0 and 10; a stray at 4 goes towards 0 (its nearest),
+    # and a point inside a cluster barely moves
+    b = jnp.array([[0.0], [0.1], [10.0], [10.1]])
+    a = jnp.array([[4.0], [0.05], [10.05], [0.0]])
+    grad = jax.grad(lambda z: losses.chamfer_distance(z, b))(a)
+    assert float(grad[0, 0]) > 0.0  # descent moves it to lower x
+    assert abs(float(grad[0, 0])) > 20 * abs(float(grad[1, 0]))
+
+
+class TestSupportTerm:
+
+  def test_zero_weight_is_the_published_objective(self):
+    base = _hand_loss(2.0, 0.5)
+    kw = dict(HAND)
+    source, target = kw.pop("source"), kw.pop("target")
+    zero = losses.enot_loss(2.0, 0.5, source, target, support_loss_coef=0.0,
+                            **kw)
+    for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(zero)):
+      np.testing.assert_array_equal(a, b)
+
+  def test_adds_the_scaled_chamfer_distance_to_the_maps_loss_only(self):
+    kw = dict(HAND)
+    source, target = kw.pop("source"), kw.pop("target")
+    nu = 0.4
+    loss = lambda p, q, v, m=0.0: losses.enot_loss(
+        p, q, source, target, support_loss_coef=v, pushforward_loss_coef=m,
+        **kw)
+    base, terms0 = loss(2.0, 0.5, 0.0)
+    with_term, terms = loss(2.0, 0.5, nu)
+    scale = 4.625 / 1.75  # as for the pushforward term
+    chamfer = losses.chamfer_distance(2.0 * source, target)
+    assert float(chamfer) > 0.1
+    np.testing.assert_allclose(with_term - base, nu * scale * chamfer,
+                               rtol=1e-5)
+    np.testing.assert_allclose(terms.map_loss - terms0.map_loss,
+                               nu * scale * chamfer, rtol=1e-5)
+    np.testing.assert_allclose(terms.potential_loss, terms0.potential_loss)
+    gq = lambda v: jax.grad(lambda q: loss(2.0, q, v)[0])(0.5)
+    gp = lambda v: jax.grad(lambda p: loss(p, 0.5, v)[0])(2.0)
+    np.testing.assert_allclose(gq(nu), gq(0.0), rtol=1e-6)
+    assert abs(float(gp(nu) - gp(0.0))) > 1e-3
+    # with both terms, each adds its own
+    both = loss(2.0, 0.5, nu, 0.7)[0]
+    push = loss(2.0, 0.5, 0.0, 0.7)[0]
+    np.testing.assert_allclose(both - push, nu * scale * chamfer, rtol=1e-5)
