@@ -7,8 +7,7 @@ the same number of steps; the true map is the closed-form Gaussian Monge map
 Adam lr 3e-4, b1 = b2 = 0.9, tau 0.99, lambda 1.0; ours
 (``ott_enot.default_optimizer``): Adam b1 0.9, b2 0.99, lr 1e-3 cosine
 to 1e-5, tau 0.99, lambda 0.5; and ours with the pushforward term
-(``pushforward_loss_coef``, ``--pushforward``, default 1) and the support
-term (``support_loss_coef``, ``--support``, default 0).
+(``pushforward_loss_coef``, ``--pushforward``, default 1).
 
     python benchmarks/quality.py --dims 2 16 --steps 5000 --seeds 3
     python benchmarks/quality.py --solvers twist pushforward   # two rows
@@ -79,8 +78,6 @@ def main() -> None:
                       help="runs per row: seeds 0, ..., N - 1")
   parser.add_argument("--pushforward", type=float, default=1.0,
                       help="pushforward_loss_coef of the '+ pushforward' row")
-  parser.add_argument("--support", type=float, default=0.0,
-                      help="support_loss_coef of the '+ pushforward' row")
   parser.add_argument("--solvers", nargs="+", default=None,
                       help="only the rows whose name contains one of these")
   args = parser.parse_args()
@@ -111,12 +108,10 @@ def main() -> None:
               parameterisation="correlation", progress_bar=False
           )
       ),
-      f"ott_enot defaults + pushforward {args.pushforward:g}" + (
-          f", support {args.support:g}" if args.support else ""): (
+      f"ott_enot defaults + pushforward {args.pushforward:g}": (
           lambda seed, steps: ott_enot.ExpectileNeuralDual(
               dim, num_train_iters=steps, rng=jax.random.key(seed),
-              progress_bar=False, pushforward_loss_coef=args.pushforward,
-              support_loss_coef=args.support)
+              progress_bar=False, pushforward_loss_coef=args.pushforward)
       ),
   }
   if args.solvers:

@@ -36,8 +36,7 @@ Glossary (one word per concept, used everywhere):
   source); *bidirectional*: both, alternating;
 - *pushforward term*: the energy distance between the mapped batch
   :math:`T(x)` and the target batch in a map's loss
-  (``pushforward_loss_coef``); *support term*: the Chamfer distance between
-  them (``support_loss_coef``); *fit*: the divergence that judges a map
+  (``pushforward_loss_coef``); *fit*: the divergence that judges a map
   against a target sample (never a training loss);
 - *training method*: what the engine trains (init, step, validate, result);
   *member*: one configuration of a population;

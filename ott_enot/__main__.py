@@ -2,9 +2,8 @@
 
 Trains ENOT on ott's "square_five -> square_four" Gaussian mixtures with the
 solver's defaults but a short run's learning rate (12,000 steps of 256
-points at a peak rate of 3e-3: about a minute of training on two CPU
-cores), the pushforward term at 1 (``pushforward_loss_coef``) and the
-support term at 0.3 (``support_loss_coef``),
+points at a peak rate of 3e-3: 61-84 s of training on two CPU cores) and a
+pushforward term of weight 0.3 (``pushforward_loss_coef``),
 prints the learned OT cost beside ott's Sinkhorn estimate on held-out
 samples, the fit of both maps beside the resampling floor, and what a
 reader of the plot sees (strays between clusters, each cluster's spread
@@ -32,31 +31,27 @@ __all__ = ["main", "demo_solver"]
 # the default learning rate (`benchmarks/mixtures.py`, 3 seeds: strays 5.6 %
 # / 7.8 % against 9.6 % / 20.2 % for the earlier demo, in 1.36x its time).
 DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
-# The pushforward and support terms' weights (`benchmarks/mixtures.py`, 4
-# seeds at the demo's budget: strays 2.0 % / 5.2 % (forward / inverse)
-# against 3.9 % / 8.3 % with the pushforward term alone at 0.3 and 5.2 % /
-# 7.5 % with neither; every cluster within 1.25x of the target's spread).
-DEMO_PUSHFORWARD = 1.0
-DEMO_SUPPORT = 0.3
+# The pushforward term's weight (4 seeds at the demo's budget: forward strays
+# 3.9 % against 5.2 % without, every cluster within 1.21x of the target's
+# spread against 1.36x; the inverse's strays 8.3 % against 7.5 %).
+DEMO_PUSHFORWARD = 0.3
 
 
 def demo_solver(dim: int, steps: int, rng: jax.Array, *,
                 learning_rate: float = DEMO_LEARNING_RATE,
                 pushforward: float = DEMO_PUSHFORWARD,
-                support: float = DEMO_SUPPORT,
                 progress_bar: bool = False,
                 **options) -> ott_enot.ExpectileNeuralDual:
   """The demo's solver: squared Euclidean cost, the default optimiser's
   schedule peaking at ``learning_rate`` for both networks, the pushforward
-  term at ``pushforward`` and the support term at ``support``, the solver's
-  other defaults (``options``: more solver arguments).
-  ``benchmarks/mixtures.py`` trains the same."""
+  term at ``pushforward``, the solver's other defaults (``options``: more
+  solver arguments). ``benchmarks/mixtures.py`` trains the same."""
   optimizer = lambda: ott_enot.default_optimizer(steps, learning_rate)
   return ott_enot.ExpectileNeuralDual(
       dim, optimizer_f=optimizer(), optimizer_g=optimizer(),
       cost_fn=costs.SqEuclidean(), num_train_iters=steps, rng=rng,
       progress_bar=progress_bar, pushforward_loss_coef=pushforward,
-      support_loss_coef=support, **options)
+      **options)
 
 
 def _sinkhorn_cost(x: jax.Array, y: jax.Array) -> float:
@@ -84,9 +79,8 @@ def _evaluate(potentials, x, y, x2, y2):
       ("OT cost, Sinkhorn (eps 1e-3 x mean cost)", _sinkhorn_cost(x, y)),
   ]
   # each map against an independent sample of its target, whose halves give
-  # the floors; the clusters' report against that sample too
-  # the held-out sample of the map's target beside it: the sampling noise of
-  # the clusters' shares
+  # the floors; the clusters' report against that sample too, and the
+  # held-out sample of the map's target beside it (the shares' noise)
   fits = []
   for name, mapped, target, held_out, clusters in (
       ("forward T(x) -> y", tx, y2, y, "square_four"),
@@ -176,9 +170,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="the pushforward term's weight "
                       "(pushforward_loss_coef; 0: ENOT as published, the "
                       "solver's default)")
-  parser.add_argument("--support", type=float, default=DEMO_SUPPORT,
-                      help="the support term's weight (support_loss_coef; "
-                      "0: none, the solver's default)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "
                       "validation's)")
@@ -201,13 +192,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   solver = demo_solver(dim, args.iters, rng_solver,
                        learning_rate=args.learning_rate,
                        pushforward=args.pushforward,
-                       support=args.support,
                        progress_bar=not args.no_progress)
   print(
       f"ENOT, squared Euclidean cost, {args.iters} steps, batch {args.batch}, "
       f"learning rate {args.learning_rate:g} (the default optimiser's "
-      f"schedule), pushforward term {args.pushforward:g}, support term "
-      f"{args.support:g}, parameterisation "
+      f"schedule), pushforward term {args.pushforward:g}, parameterisation "
       f"{solver.parameterisation!r}, the solver's other defaults"
   )
   start = time.perf_counter()

@@ -202,7 +202,6 @@ def check_hyperparameters(
     expectile_loss_coef: Any,
     num_train_iters: Any,
     pushforward_loss_coef: Any = 0.0,
-    support_loss_coef: Any = 0.0,
     valid_freq: Any,
     log_freq: Any,
     chunk_size: Any = 1,
@@ -220,8 +219,8 @@ def check_hyperparameters(
   Raises:
     TypeError: for a value of the wrong type.
     ValueError: for a value out of range, e.g. ``expectile`` outside
-      :math:`(0, 1]` or a negative ``expectile_loss_coef``,
-      ``pushforward_loss_coef`` or ``support_loss_coef``.
+      :math:`(0, 1]` or a negative ``expectile_loss_coef`` or
+      ``pushforward_loss_coef``.
   """
   check_positive_int("dim_data", dim_data)
   tau = _real("expectile", expectile)
@@ -239,11 +238,6 @@ def check_hyperparameters(
     raise ValueError(
         f"`pushforward_loss_coef` must be >= 0, got "
         f"{pushforward_loss_coef}; 0 trains ENOT as published."
-    )
-  if _real("support_loss_coef", support_loss_coef) < 0.0:
-    raise ValueError(
-        f"`support_loss_coef` must be >= 0, got {support_loss_coef}; 0 trains "
-        f"ENOT as published."
     )
   check_run_settings(
       num_train_iters=num_train_iters, valid_freq=valid_freq,

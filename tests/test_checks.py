@@ -33,8 +33,6 @@ from ott_enot.training import loop
         ({"pushforward_loss_coef": float("nan")}, ValueError,
          "pushforward_loss_coef"),
         ({"pushforward_loss_coef": "1"}, TypeError, "pushforward_loss_coef"),
-        ({"support_loss_coef": -0.1}, ValueError, "support_loss_coef"),
-        ({"support_loss_coef": "1"}, TypeError, "support_loss_coef"),
         ({"num_train_iters": -1}, ValueError, "num_train_iters"),
         ({"valid_freq": 0}, ValueError, "valid_freq"),
         ({"log_freq": 1.5}, TypeError, "log_freq"),

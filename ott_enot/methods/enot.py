@@ -205,8 +205,6 @@ class ENOT:
     pushforward_loss_coef: :math:`\mu \ge 0`, the weight of the
       pushforward term in the maps' loss (:mod:`ott_enot.model.losses`; 0:
       none, ENOT as published).
-    support_loss_coef: :math:`\nu \ge 0`, the weight of the support term
-      in the maps' loss (0: none).
     conjugate_solver: Refinement of the c-transform in the potentials
       :meth:`result` builds (not compared: training never refines).
     table: A conditional model's ``{label: vector}`` of labelled conditions,
@@ -219,7 +217,6 @@ class ENOT:
   optimizer_f: Optional[optax.GradientTransformation] = None
   optimizer_g: Optional[optax.GradientTransformation] = None
   pushforward_loss_coef: float = 0.0
-  support_loss_coef: float = 0.0
   conjugate_solver: Optional[ott_conjugate.FenchelConjugateSolver] = (
       dataclasses.field(default=None, compare=False))
   table: Optional[Dict[Any, np.ndarray]] = dataclasses.field(
@@ -403,7 +400,6 @@ def _objective(method: ENOT, forward: bool,
       expectile=expectile,
       expectile_loss_coef=coef,
       pushforward_loss_coef=method.pushforward_loss_coef,
-      support_loss_coef=method.support_loss_coef,
       unit_cost_fn=user_cost if forward else lambda a, b: user_cost(b, a),
   )
 

@@ -37,30 +37,13 @@ target's clusters a pull towards the target's mass, which the amortisation
 lacks there: where the OT map splits a cluster, :math:`c(x, \cdot) - g` is
 nearly flat along the segment between the two targets of a point on the
 split, and a continuous map strands points on it.
-
-The optional *support term* adds
-
-.. math::
-
-  \nu\, s\, \mathcal{C}(\hat y, \mathrm{sg}\, y)
-
-with :math:`\mathcal{C}` the :func:`chamfer_distance`: a pull of every mapped
-point towards its nearest target point, first order in the distance of a
-stranded point (the energy distance's pull on a point midway between two
-clusters nearly cancels), with no force across clusters, so it does not
-move mass between them: it sharpens the split, the amortisation and the
-pushforward term place it. Its minimisers are maps onto the target's
-support, not onto the target, and at a finite batch it draws each point
-towards the nearest of :math:`m` samples, slightly contracting clusters:
-a bias that ground-truth maps show (``support_loss_coef``).
 """
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["expectile_loss", "energy_distance", "chamfer_distance",
-           "ENOTLossTerms", "enot_loss"]
+__all__ = ["expectile_loss", "energy_distance", "ENOTLossTerms", "enot_loss"]
 
 Params = object
 MapFn = Callable[[Params, jnp.ndarray], jnp.ndarray]
@@ -87,22 +70,14 @@ def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:
   return weight * diff ** 2
 
 
-def _squared_distances(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-  """``||a_i - b_j||^2`` ``[n, m]`` from the Gram matrix (one matrix
-  product, no ``[n, m, d]`` array); may round to slightly below 0."""
-  return (jnp.sum(a ** 2, axis=-1)[:, None] + jnp.sum(b ** 2, axis=-1)[None, :]
-          - 2.0 * a @ b.T)
-
-
-def _safe_sqrt(sq: jnp.ndarray) -> jnp.ndarray:
-  """``sqrt(max(sq, 0))`` with a zero gradient (not NaN or inf) at 0."""
+def _distances(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+  """``||a_i - b_j||`` ``[n, m]`` from the Gram matrix (one matrix product,
+  no ``[n, m, d]`` array), with a zero gradient (not NaN) where points
+  coincide."""
+  sq = (jnp.sum(a ** 2, axis=-1)[:, None] + jnp.sum(b ** 2, axis=-1)[None, :]
+        - 2.0 * a @ b.T)
   positive = sq > 0.0
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-
-
-def _distances(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-  """``||a_i - b_j||`` ``[n, m]``, a zero gradient where points coincide."""
-  return _safe_sqrt(_squared_distances(a, b))
 
 
 def _mean_within(z: jnp.ndarray) -> jnp.ndarray:
@@ -141,41 +116,13 @@ def energy_distance(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
   return _energy_of_a(a, b) - _mean_within(b)
 
 
-def chamfer_distance(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-  r"""Symmetric root-mean-square Chamfer distance between two samples.
-
-  .. math::
-
-    \mathcal{C}(a, b) = \Big(\frac{1}{2n}\sum_i \min_j \|a_i - b_j\|^2
-    + \frac{1}{2m}\sum_j \min_i \|a_i - b_j\|^2\Big)^{1/2},
-
-  each point's squared distance to the nearest point of the other sample,
-  both ways: zero iff the two samples are the same set of points, small
-  where each lies in the other's support, whatever their weights. In the
-  units of the points; its gradient in :math:`a_i` points from
-  :math:`a_i` towards its nearest :math:`b_j` (and, from the second sum,
-  towards the :math:`b_j` whose nearest point it is), with a length
-  proportional to that distance.
-
-  Args:
-    a: Array ``[n, d]``.
-    b: Array ``[m, d]``.
-
-  Returns:
-    A scalar :math:`\ge 0`.
-  """
-  sq = jnp.maximum(_squared_distances(a, b), 0.0)
-  mean_sq = 0.5 * (jnp.mean(jnp.min(sq, axis=1)) + jnp.mean(jnp.min(sq, axis=0)))
-  return _safe_sqrt(mean_sq)
-
-
 class ENOTLossTerms(NamedTuple):
   """Parts of the ENOT objective for one batch (all scalars).
 
   Attributes:
     map_loss: amortisation term (and the pushforward term, without the
-      energy distance's term in the target alone, a constant, and the
-      support term), the loss of the map network.
+      energy distance's term in the target alone, a constant), the loss of
+      the map network.
     potential_loss: expectile regulariser plus dual term, the loss of the
       potential network.
     dual: the dual estimate :math:`\\overline{\\hat f(x)} + \\overline{g(y)}`
@@ -198,7 +145,6 @@ def enot_loss(
     expectile: float,
     expectile_loss_coef: float,
     pushforward_loss_coef: float = 0.0,
-    support_loss_coef: float = 0.0,
     unit_cost_fn: Optional[BatchCostFn] = None,
 ) -> Tuple[jnp.ndarray, ENOTLossTerms]:
   r"""ENOT objective for one batch of pairs (module docstring has the maths).
@@ -215,8 +161,6 @@ def enot_loss(
     expectile_loss_coef: :math:`\lambda \ge 0`.
     pushforward_loss_coef: :math:`\mu \ge 0` (static: ``0`` adds nothing
       to the program), the weight of the pushforward term.
-    support_loss_coef: :math:`\nu \ge 0` (static, like :math:`\mu`), the
-      weight of the support term.
     unit_cost_fn: The batched cost of :math:`s` (default ``cost_fn``): the
       user's cost where ``cost_fn`` is a training form of it (the
       correlation form's :math:`-\langle x, y\rangle`).
@@ -245,18 +189,14 @@ def enot_loss(
       cost_fn(source, target_hat) - potential_fn(sg(params_potential), target_hat)
   ).mean()
 
-  if pushforward_loss_coef or support_loss_coef:
+  if pushforward_loss_coef:
     unit_cost = cost_xy if unit_cost_fn is None else unit_cost_fn(source,
                                                                   target)
     scale = sg(jnp.mean(unit_cost) / jnp.maximum(
         jnp.mean(jnp.linalg.norm(source - target, axis=-1)), 1e-12))
-  if pushforward_loss_coef:
     # the energy distance less its term in y alone (no gradient)
     amortisation = amortisation + pushforward_loss_coef * scale * (
         _energy_of_a(target_hat, sg(target)))
-  if support_loss_coef:
-    amortisation = amortisation + support_loss_coef * scale * (
-        chamfer_distance(target_hat, sg(target)))
 
   potential_loss = reg - dual
   loss = potential_loss + amortisation

@@ -134,7 +134,6 @@ def _enot_arguments(
     mesh: Optional[jax.sharding.Mesh] = None,
     keep_best: Optional[bool] = None,
     pushforward_loss_coef: float = 0.0,
-    support_loss_coef: float = 0.0,
 ) -> Dict[str, Any]:
   """ENOT's arguments, bound (the signature documented by
   :class:`ENOTSolver`)."""
@@ -177,7 +176,7 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
   a = _enot_arguments(*args, **kwargs)
   checks.check_hyperparameters(**{k: a[k] for k in (
       "dim_data", "expectile", "expectile_loss_coef",
-      "pushforward_loss_coef", "support_loss_coef", "num_train_iters",
+      "pushforward_loss_coef", "num_train_iters",
       "valid_freq", "log_freq", "chunk_size", "cost_fn", "optimizer_f",
       "optimizer_g", "conjugate_solver", "checkpoint_dir", "checkpoint_every",
       "checkpoint_keep")})
@@ -206,7 +205,6 @@ def configure(args: Tuple[Any, ...], kwargs: Dict[str, Any], *,
       model, float(a["expectile"]), float(a["expectile_loss_coef"]),
       bidirectional, optimizer(a["optimizer_f"]), optimizer(a["optimizer_g"]),
       pushforward_loss_coef=float(a["pushforward_loss_coef"]),
-      support_loss_coef=float(a["support_loss_coef"]),
       conjugate_solver=a["conjugate_solver"])
   return Configuration(
       method, utils.default_prng_key(a["rng"]),
@@ -272,11 +270,6 @@ class ENOTFace:
   def pushforward_loss_coef(self) -> float:
     r"""The pushforward term's weight :math:`\mu`."""
     return self.enot.pushforward_loss_coef
-
-  @property
-  def support_loss_coef(self) -> float:
-    r"""The support term's weight :math:`\nu`."""
-    return self.enot.support_loss_coef
 
   @property
   def conjugate_solver(self) -> Optional[ott_conjugate.FenchelConjugateSolver]:
@@ -544,17 +537,6 @@ class ENOTSolver(PairFit, ENOTFace):
       cluster within 1.21x of the target's spread (1.36x without); the
       inverse's strays 8.3 % against 7.5 %. About 2 % more time per step
       for batches of 256 (RESULTS.md, "The pushforward term").
-    support_loss_coef: Weight :math:`\nu \ge 0` of the support term
-      (keyword), the Chamfer distance between the mapped batch and the
-      target batch (each point's distance to the nearest point of the
-      other, :func:`ott_enot.model.losses.chamfer_distance`) added to the
-      map's loss in each direction with the same scale: it pulls each
-      stranded point onto the nearest target point, which sharpens the
-      map where it splits a cluster without moving mass between clusters.
-      Its minimisers are maps onto the target's support, so it biases maps
-      towards the target's points: use it where the picture matters more
-      than the map's exact values, with the pushforward term to keep the
-      clusters' shares. Default 0: none.
 
   Raises:
     TypeError, ValueError: for bad arguments, before anything compiles.
