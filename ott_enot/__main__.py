@@ -138,13 +138,8 @@ def _print_fits(fits) -> None:
     print(f"  {name:22s} {float(ratios['fit/floor']):8.2f}x "
           f"{float(ratios['coarse fit/floor']):7.2f}x "
           f"{100 * cluster.strays:7.1f}% {100 * cluster.strays_floor:7.1f}% "
-          f"{_widest(cluster):>7s} {_mass(cluster):6.1f} "
-          f"{_mass(floor):10.1f}")
-
-
-def _mass(cluster) -> float:
-  """The largest gap between a cluster's share and the target's, points."""
-  return 100 * float(np.max(np.abs(cluster.share - cluster.target_share)))
+          f"{_widest(cluster):>7s} {100 * cluster.share_error:6.1f} "
+          f"{100 * floor.share_error:10.1f}")
 
 
 def _widest(cluster) -> str:

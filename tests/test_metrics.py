@@ -78,11 +78,13 @@ def test_cluster_report_reads_the_defects():
   assert ok.strays < 0.01 and ok.strays_floor < 0.01
   np.testing.assert_allclose(ok.spread, 1.0, atol=0.1)
   np.testing.assert_allclose(ok.share, ok.target_share, atol=0.05)
+  assert ok.share_error < 0.05, ok
   assert report(bad["between"]).strays > 0.04
   np.testing.assert_allclose(report(bad["contracted"]).spread, 0.8, atol=0.1)
   np.testing.assert_allclose(report(bad["widened"]).spread, 1.25, atol=0.1)
   moved = report(bad["transfer"])
   assert moved.share[0] < moved.target_share[0] - 0.03
+  assert moved.share_error > 0.03 and moved.share_error > ok.share_error
   # k-means finds the same clusters
   found = metrics.cluster_report(bad["fresh"], target, num_clusters=4)
   assert sorted(np.round(found.centers).tolist()) == sorted(
