@@ -19,8 +19,9 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
   share beside it); spread: each cluster's standard deviation over the
   target's, the widest (`metrics.cluster_report`, the mixtures' centres);
   mass: the largest difference between a cluster's share of the mapped
-  points and of the fresh sample (`ClusterReport.share_error`), in points
-  (an independent held-out sample of the target's beside it: the noise);
+  points and of the fresh sample (`ClusterReport.share_error`), in
+  percentage points (an independent held-out sample of the target's beside
+  it: the noise);
 * cost / OT: the map's mean cost E ||T(x) - x||^2 over Sinkhorn's OT cost
   between the same points and the fresh sample (eps 1e-3 x the mean cost,
   the demo's): just under 1 for an optimal map (two samples' OT cost is
@@ -126,7 +127,8 @@ def main() -> None:
         f"{args.learning_rate:g}, pushforward {args.pushforward:g}; batch "
         f"{args.batch}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
-        "mass pts (held-out) | fit / floor | coarse / floor | cost / OT | seconds |")
+        "mass pts (held-out) | fit / floor | coarse / floor | cost / OT | "
+        "seconds |")
   print("|---|---|---|---|---|---|---|---|---|---|---|")
   for pair, (src, tgt) in PAIRS.items():
     for steps in args.steps:

@@ -129,7 +129,8 @@ def _print_fits(fits) -> None:
   print("  spread: each cluster's standard deviation over the target's "
         "(widest cluster)")
   print("  mass: the largest gap between a cluster's share of the points and "
-        "of the target's, in points (a held-out sample's beside it)")
+        "of the target's, in percentage points (a held-out sample's beside "
+        "it)")
   head = (f"  {'':22s} {'fit':>9s} {'coarse':>8s} {'strays':>8s} "
           f"{'(fresh)':>8s} {'spread':>7s} {'mass':>6s} {'(held-out)':>10s}")
   print(head)
