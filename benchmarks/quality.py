@@ -1,7 +1,9 @@
 """L2-UV on Gaussian pairs: ott 0.6.0's ExpectileNeuralDual, ours with ott's
 defaults, ours with its own defaults.
 
-Every solver gets the same networks (4x128 ELU MLPs), the same batches and
+Every solver gets the same networks (4x128 ELU MLPs; one row the demo's
+``PiecewiseMLP``, a ReLU first layer anchored at 128 points of each
+measure, at the same widths), the same batches and
 the same number of steps; the true map is the closed-form Gaussian Monge map
 (``ott.tools.gaussian_mixture.gaussian.Gaussian.transport``). ott's defaults:
 Adam lr 3e-4, b1 = b2 = 0.9, tau 0.99, lambda 1.0; ours
@@ -11,6 +13,7 @@ to 1e-5, tau 0.99, lambda 0.5; and ours with the pushforward term
 
     python benchmarks/quality.py --dims 2 16 --steps 5000 --seeds 3
     python benchmarks/quality.py --solvers twist pushforward   # two rows
+    python benchmarks/quality.py --solvers twist Piecewise
 
 Prints one table, mean ± std over seeds 0, ..., N - 1 (networks, batches):
 forward / inverse L2-UV (%) per solver and dimension, the dual cost estimate
@@ -107,6 +110,17 @@ def main() -> None:
               dim, num_train_iters=steps, rng=jax.random.key(seed),
               parameterisation="correlation", progress_bar=False
           )
+      ),
+      "ott_enot defaults, PiecewiseMLP": lambda seed, steps: (
+          ott_enot.ExpectileNeuralDual(
+              dim, num_train_iters=steps, rng=jax.random.key(seed),
+              progress_bar=False,
+              neural_f=ott_enot.PiecewiseMLP.from_sample(
+                  pair[0].sample(jax.random.key(30_000 + seed), 128),
+                  (128,) * 4 + (1,)),
+              neural_g=ott_enot.PiecewiseMLP.from_sample(
+                  pair[1].sample(jax.random.key(40_000 + seed), 128),
+                  (128,) * 4 + (1,)))
       ),
       f"ott_enot defaults + pushforward {args.pushforward:g}": (
           lambda seed, steps: ott_enot.ExpectileNeuralDual(

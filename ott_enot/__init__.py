@@ -86,6 +86,7 @@ from ott_enot.model import (
     NNXNetwork,
     ENOTPotentials,
     ExpectileConjugateSolver,
+    PiecewiseMLP,
     enot_loss,
     expectile_loss,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "ConditionalPotentials",
     "ConditionalStream",
     "ConditionalMLP",
+    "PiecewiseMLP",
     "NNXNetwork",
     "ENOTPopulation",
     "EntropicSolver",

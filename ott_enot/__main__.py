@@ -2,13 +2,14 @@
 
 Trains ENOT on ott's "square_five -> square_four" Gaussian mixtures with the
 solver's defaults but a short run's learning rate (12,000 steps of 256
-points at a peak rate of 3e-3: 61-84 s of training on two CPU cores) and a
-pushforward term of weight 0.3 (``pushforward_loss_coef``),
-prints the learned OT cost beside ott's Sinkhorn estimate on held-out
-samples, the fit of both maps beside the resampling floor, and what a
-reader of the plot sees (strays between clusters, each cluster's spread
-and share of the mass) beside a fresh sample's, and writes a PNG of both
-maps.
+points at a peak rate of 3e-3: under 60 s of training on two CPU cores), a
+pushforward term of weight 0.3 (``pushforward_loss_coef``) and networks
+whose maps can jump where the OT map splits a cluster
+(:class:`~ott_enot.model.networks.PiecewiseMLP`), prints the learned OT
+cost beside ott's Sinkhorn estimate on held-out samples, the fit of both
+maps beside the resampling floor, and what a reader of the plot sees
+(strays between clusters, each cluster's spread and share of the mass)
+beside a fresh sample's, and writes a PNG of both maps.
 """
 import argparse
 import time
@@ -23,8 +24,9 @@ from ott.solvers import linear
 
 import ott_enot
 from ott_enot.evaluation import metrics, problems
+from ott_enot.model import networks
 
-__all__ = ["main", "demo_solver"]
+__all__ = ["main", "demo_solver", "demo_networks"]
 
 # The demo's budget, under 90 s of training on two CPU cores: twice the
 # steps of the earlier demo (6,000 of 512) on half its batch, at three times
@@ -35,6 +37,41 @@ DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
 # 3.9 % against 5.2 % without, every cluster within 1.21x of the target's
 # spread against 1.36x; the inverse's strays 8.3 % against 7.5 %).
 DEMO_PUSHFORWARD = 0.3
+# The networks: a ReLU first layer whose hyperplanes start through points of
+# the data, then ott's ELU layers (4 x 128), so that the maps can jump across
+# the lines where the OT map splits a cluster (`benchmarks/mixtures.py`,
+# `--network`).
+DEMO_NETWORK = "piecewise"
+NETWORKS = ("piecewise", "elu")
+_NETWORK_NAMES = {"piecewise": "networks PiecewiseMLP 4x128 (a ReLU first "
+                               "layer anchored at data points, then ELU)",
+                  "elu": "networks ott's MLP 4x128 (ELU, the default)"}
+
+
+def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
+  """The solver's ``neural_f`` and ``neural_g`` for ``network``:
+  ``"piecewise"`` (:class:`~ott_enot.model.networks.PiecewiseMLP` of hidden
+  widths ``[128] * 4``, ``neural_f`` anchored at 128 source points drawn
+  from ott's ``loaders.source_iter``, ``neural_g`` at 128 target points
+  from ``loaders.target_iter``) or ``"elu"`` (none given, nothing drawn:
+  the solver's default, ott's ELU MLP of the same widths)."""
+  if network not in NETWORKS:
+    raise ValueError(f"`network` must be one of {NETWORKS}, got {network!r}.")
+  if network == "elu":
+    return {}
+  sizes = tuple(networks.DEFAULT_HIDDEN) + (1,)
+
+  def sample(iterator):  # batches until there are sizes[0] points
+    points = [np.asarray(next(iterator))]
+    while sum(len(p) for p in points) < sizes[0]:
+      points.append(np.asarray(next(iterator)))
+    return np.concatenate(points)
+
+  return dict(
+      neural_f=networks.PiecewiseMLP.from_sample(sample(loaders.source_iter),
+                                                 sizes),
+      neural_g=networks.PiecewiseMLP.from_sample(sample(loaders.target_iter),
+                                                 sizes))
 
 
 def demo_solver(dim: int, steps: int, rng: jax.Array, *,
@@ -45,7 +82,8 @@ def demo_solver(dim: int, steps: int, rng: jax.Array, *,
   """The demo's solver: squared Euclidean cost, the default optimiser's
   schedule peaking at ``learning_rate`` for both networks, the pushforward
   term at ``pushforward``, the solver's other defaults (``options``: more
-  solver arguments). ``benchmarks/mixtures.py`` trains the same."""
+  solver arguments, e.g. the networks of :func:`demo_networks`).
+  ``benchmarks/mixtures.py`` trains the same."""
   optimizer = lambda: ott_enot.default_optimizer(steps, learning_rate)
   return ott_enot.ExpectileNeuralDual(
       dim, optimizer_f=optimizer(), optimizer_g=optimizer(),
@@ -166,6 +204,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="the pushforward term's weight "
                       "(pushforward_loss_coef; 0: ENOT as published, the "
                       "solver's default)")
+  parser.add_argument("--network", choices=NETWORKS, default=DEMO_NETWORK,
+                      help="the potentials' networks: 'piecewise' "
+                      "(PiecewiseMLP, a ReLU first layer anchored at data "
+                      "points: maps that can jump where the OT map splits a "
+                      "cluster) or 'elu' (the solver's default, ott's ELU "
+                      "MLP)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "
                       "validation's)")
@@ -188,11 +232,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   solver = demo_solver(dim, args.iters, rng_solver,
                        learning_rate=args.learning_rate,
                        pushforward=args.pushforward,
-                       progress_bar=not args.no_progress)
+                       progress_bar=not args.no_progress,
+                       **demo_networks(args.network, valid))
   print(
       f"ENOT, squared Euclidean cost, {args.iters} steps, batch {args.batch}, "
       f"learning rate {args.learning_rate:g} (the default optimiser's "
-      f"schedule), pushforward term {args.pushforward:g}, parameterisation "
+      f"schedule), pushforward term {args.pushforward:g}, "
+      f"{_NETWORK_NAMES[args.network]}, parameterisation "
       f"{solver.parameterisation!r}, the solver's other defaults"
   )
   start = time.perf_counter()

@@ -3,11 +3,14 @@
 One tight cluster to two (the map must split it along a line: a continuous
 network strands the points near that line between the target's clusters)
 and back (the inverse merges two clusters into one: nothing to strand).
-The solver's defaults, a short run on fresh samples; the maps are judged on
-held-out points beside a fresh target sample (:func:`metrics.cluster_report`
-with the clusters' centres): the share of points between clusters and every
-cluster's spread within bounds (the measured values beside them), and each
-target cluster's mass within five points of a half.
+The solver's defaults, a short run on fresh samples, with the default
+networks (ELU: the map ramps across the split line) and with
+:class:`~ott_enot.PiecewiseMLP` (a ReLU first layer: the map can jump there);
+the maps are judged on held-out points beside a fresh target sample
+(:func:`metrics.cluster_report` with the clusters' centres): the share of
+points between clusters and every cluster's spread within bounds (the
+measured values beside them), and each target cluster's mass within five
+points of a half.
 """
 import jax
 import jax.numpy as jnp
@@ -35,16 +38,35 @@ def _sampler(key):
           _draw(jax.random.fold_in(key, 1), TARGET, BATCH))
 
 
-@pytest.fixture(scope="module")
-def reports():
-  """``{direction: ClusterReport}`` of the two maps on held-out points."""
+# the forward map's strays bound per network; measured: ELU 1.8 % (half the
+# steps: 3.2 %), PiecewiseMLP 1.8 % (a fresh sample 0.15 %)
+STRAYS = {"elu": 0.035, "piecewise": 0.035}
+
+
+def _networks(name):
+  """The default networks, or PiecewiseMLPs anchored at 128 points of each
+  measure (a sample apart from the held-out and training ones)."""
+  if name == "elu":
+    return {}
+  sizes = (128, 128, 128, 128, 1)
+  x, y = _sampler(jax.random.key(7))
+  return dict(neural_f=ott_enot.PiecewiseMLP.from_sample(x, sizes),
+              neural_g=ott_enot.PiecewiseMLP.from_sample(y, sizes))
+
+
+@pytest.fixture(scope="module", params=sorted(STRAYS))
+def reports(request):
+  """``{direction: ClusterReport}`` of the two maps on held-out points, and
+  the network's name."""
   solver = ott_enot.ENOTSolver(2, num_train_iters=STEPS, progress_bar=False,
-                               rng=jax.random.key(0))
+                               rng=jax.random.key(0),
+                               **_networks(request.param))
   potentials = solver.fit(_sampler, rng=jax.random.key(1))
   held = lambda i, centers: _draw(jax.random.key(100 + i), centers, EVAL)
   x, y = held(0, SOURCE), held(1, TARGET)
   fresh_x, fresh_y = held(2, SOURCE), held(3, TARGET)
   return {
+      "network": request.param,
       "forward": metrics.cluster_report(potentials.transport(x), fresh_y,
                                         centers=TARGET),
       "inverse": metrics.cluster_report(
@@ -55,14 +77,14 @@ def reports():
 def test_the_split_strands_few_points(reports):
   forward = reports["forward"]
   assert forward.strays_floor < 0.01
-  # measured: 1.8 % (a fresh sample 0.15 %), spreads 1.01 and 0.98 (half
-  # the steps: 3.2 %)
-  assert forward.strays < 0.035, forward
+  # measured spreads: ELU 1.01 and 0.98, PiecewiseMLP 1.04 and 1.02
+  assert forward.strays < STRAYS[reports["network"]], forward
   np.testing.assert_allclose(forward.share, [0.5, 0.5], atol=0.05)
   assert np.all(np.abs(np.asarray(forward.spread) - 1) < 0.15), forward
 
 
 def test_the_merge_strands_none(reports):
   inverse = reports["inverse"]
-  assert inverse.strays < 0.01, inverse  # measured: 0.2 %, spread 1.02
+  # measured: ELU 0.2 %, spread 1.02; PiecewiseMLP 0.3 %, 1.04
+  assert inverse.strays < 0.01, inverse
   assert abs(float(inverse.spread[0]) - 1) < 0.1, inverse

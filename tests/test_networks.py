@@ -1,6 +1,6 @@
 """Flax NNX networks beside Linen ones (accuracy, resume, save/load,
-populations, conditional models, refusals), the default networks' source and
-the guard on ott-jax's neural API."""
+populations, conditional models, refusals), the default networks' source,
+PiecewiseMLP's kinks and the guard on ott-jax's neural API."""
 import functools
 import json
 import os
@@ -411,3 +411,85 @@ def test_linen_modules_pass_through_as_they_are():
   mlp = ott_potentials.MLP(dim_hidden=(8, 1))
   assert networks.as_network(mlp) is mlp and networks.as_network(None) is None
   assert isinstance(mlp, nn.Module)
+
+
+
+def _map_jump(module, params, x0, normal, delta):
+  """|grad f(x0 + delta n) - grad f(x0 - delta n)|: the map's jump."""
+  grad = jax.grad(lambda x: module.apply(params, x[None])[0, 0])
+  return float(jnp.linalg.norm(grad(x0 + delta * normal)
+                               - grad(x0 - delta * normal)))
+
+
+def _piecewise(shift=0.0, sizes=(16, 16, 1)):
+  points = jax.random.normal(jax.random.key(3), (40, 2)) * 2.0 + shift
+  module = ott_enot.PiecewiseMLP.from_sample(points, sizes)
+  return module, module.init(jax.random.key(0), jnp.zeros((1, 2))), points
+
+
+def test_piecewise_mlp_starts_its_hyperplanes_at_the_sample():
+  module, params, points = _piecewise()
+  np.testing.assert_allclose(params["params"]["anchors"], points[:16])
+  # equal samples, equal networks: they share compiled programs
+  assert module == _piecewise()[0] and hash(module) == hash(_piecewise()[0])
+
+
+def test_piecewise_mlp_map_jumps_across_its_first_layers_hyperplanes():
+  module, params, _ = _piecewise()
+  x0 = params["params"]["anchors"][3]  # on unit 3's hyperplane
+  kernel = params["params"]["normals"][:, 3]
+  normal = kernel / jnp.linalg.norm(kernel)
+  jumps = [_map_jump(module, params, x0, normal, d) for d in (1e-2, 1e-4)]
+  # a kink of f on the hyperplane: grad f jumps by a fixed amount however
+  # close the two points are
+  assert jumps[1] > 1e-3 and jumps[1] > 0.5 * jumps[0], jumps
+  # ott's ELU MLP: grad f is continuous, its jump shrinks with the distance
+  smooth = ott_potentials.MLP(dim_hidden=(16, 16, 1))
+  smooth_params = smooth.init(jax.random.key(0), jnp.zeros((1, 2)))
+  smooth_jumps = [_map_jump(smooth, smooth_params, x0, normal, d)
+                  for d in (1e-2, 1e-4)]
+  assert smooth_jumps[1] < 0.05 * smooth_jumps[0], smooth_jumps
+
+
+def test_piecewise_mlp_is_equivariant_to_translating_the_data():
+  shift = jnp.array([3.0, -1.0])
+  module, params, _ = _piecewise()
+  moved, moved_params, _ = _piecewise(shift)
+  x = jax.random.normal(jax.random.key(4), (64, 2)) * 3.0
+  np.testing.assert_allclose(moved.apply(moved_params, x + shift),
+                             module.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ott_enot.PiecewiseMLP.from_sample(np.zeros((8, 2)), (16, 1)),
+     "points.*n >= dim_hidden.0. = 16"),
+    (lambda: ott_enot.PiecewiseMLP.from_sample(np.zeros(16), (16, 1)),
+     "points.*sample .n, d."),
+    (lambda: ott_enot.PiecewiseMLP.from_sample(np.zeros((16, 2)), (1,)),
+     "dim_hidden.*at least one hidden"),
+    (lambda: ott_enot.PiecewiseMLP.from_sample(
+        np.zeros((16, 3)), (16, 1)).init(jax.random.key(0), jnp.zeros((1, 2))),
+     "anchors.*16 points of the data's dimension 2"),
+])
+def test_piecewise_mlp_refuses_bad_samples(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_piecewise_mlp_trains_in_the_solver():
+  sizes = (32, 32, 1)
+  x = jax.random.normal(jax.random.key(5), (256, 2))
+  y = x * 0.5 + 3.0
+  solver = ott_enot.ExpectileNeuralDual(
+      2, num_train_iters=1000, rng=jax.random.key(0), progress_bar=False,
+      optimizer_f=ott_enot.default_optimizer(1000, 3e-3),
+      optimizer_g=ott_enot.default_optimizer(1000, 3e-3),
+      neural_f=ott_enot.PiecewiseMLP.from_sample(x, sizes),
+      neural_g=ott_enot.PiecewiseMLP.from_sample(y, sizes))
+  potentials = solver.fit(x, y, batch_size=128)
+  moved = potentials.transport(x)
+  assert moved.shape == x.shape and bool(jnp.all(jnp.isfinite(moved)))
+  # y = x / 2 + 3 is the OT map; measured: mean 0.08 off, points 0.23 off
+  # on average (the default networks: 0.05, 0.07)
+  assert float(jnp.linalg.norm(moved.mean(0) - y.mean(0))) < 0.4
+  assert float(jnp.mean(jnp.linalg.norm(moved - y, axis=-1))) < 0.5

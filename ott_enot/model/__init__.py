@@ -9,7 +9,7 @@ potentials read) and the costs; below the training methods. Files:
   :class:`Correlation`, :class:`Direct`), the one lookup by name;
 - :mod:`~ott_enot.model.networks`: how networks take points and conditions,
   Linen and NNX networks (:class:`NNXNetwork`, :func:`as_network`), the
-  default networks, :class:`ConditionalMLP`;
+  default networks, :class:`ConditionalMLP`, :class:`PiecewiseMLP`;
 - :mod:`~ott_enot.model.losses`: the expectile loss and ENOT's objective;
 - :mod:`~ott_enot.model.conjugate`: :class:`ExpectileConjugateSolver`;
 - :mod:`~ott_enot.model.potentials`: :class:`ENOTPotentials`,
@@ -35,6 +35,7 @@ from ott_enot.model.networks import (
     ConditionalMLP,
     NetworkInputs,
     NNXNetwork,
+    PiecewiseMLP,
     as_network,
     default_network,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "CONDITIONING",
     "default_network",
     "ConditionalMLP",
+    "PiecewiseMLP",
     "expectile_loss",
     "enot_loss",
     "ENOTLossTerms",
