@@ -1,6 +1,11 @@
-"""The README's demo command runs and writes its PNG."""
+"""The README's demo command runs and writes its PNG; its networks anchor at
+the loaders' points."""
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+from ott import datasets
 
 from ott_enot import __main__ as demo
 
@@ -20,3 +25,18 @@ def test_module_entry_point_help():
   res = subprocess.run([sys.executable, "-m", "ott_enot", "--help"],
                        capture_output=True, text=True, check=True)
   assert "--iters" in res.stdout
+
+
+def test_demo_networks_anchor_at_the_loaders_points():
+  batches = lambda start: (np.full((50, 2), start + i, np.float32)
+                           for i in range(10))  # batches of 50 points
+  loaders = datasets.Dataset(source_iter=batches(0), target_iter=batches(100))
+  nets = demo.demo_networks("piecewise", loaders)
+  # 128 points from the first three batches of each measure
+  np.testing.assert_array_equal(np.asarray(nets["neural_f"].anchors)[:, 0],
+                                np.repeat([0, 1, 2], 50)[:128])
+  np.testing.assert_array_equal(np.asarray(nets["neural_g"].anchors)[:, 0],
+                                np.repeat([100, 101, 102], 50)[:128])
+  assert demo.demo_networks("elu", loaders) == {}  # the solver's default
+  with pytest.raises(ValueError, match="`network` must be one of"):
+    demo.demo_networks("relu", loaders)
