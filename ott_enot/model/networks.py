@@ -424,6 +424,15 @@ class PiecewiseMLP(nn.Module):
     ``points``, an i.i.d. sample ``[n, d]`` of the measure it will take
     (``n >= dim_hidden[0]``).
 
+    Args:
+      points: Array ``[n, d]``: the source's sample for ``neural_f``, the
+        target's for ``neural_g``.
+      dim_hidden: As the class takes it, e.g. ``(128, 128, 128, 128, 1)``.
+      kwargs: The class's other fields (``act_fn``).
+
+    Returns:
+      A :class:`PiecewiseMLP` whose ``anchors`` are those rows.
+
     Raises:
       ValueError: ``points`` not ``[n, d]``, or too few rows, or no hidden
         layer in ``dim_hidden``.
