@@ -113,9 +113,10 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
   fresh_x = problems.mixture(src, n, 3000 + seed).points
   fresh_y = problems.mixture(tgt, n, 4000 + seed).points
   out = {}
-  for name, mapped, fresh, held_out, measure in (
-      ("forward", potentials.transport(x), fresh_y, y, tgt),
-      ("inverse", potentials.transport(y, forward=False), fresh_x, x, src)):
+  for name, source, mapped, fresh, held_out, measure in (
+      ("forward", x, potentials.transport(x), fresh_y, y, tgt),
+      ("inverse", y, potentials.transport(y, forward=False), fresh_x, x,
+       src)):
     mapped = np.asarray(mapped)
     centers = problems.mixture_centers(measure)
     cluster = metrics.cluster_report(mapped, fresh, centers=centers)
@@ -123,7 +124,6 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
     # the map's cost over the OT cost between the same points and the
     # fresh sample (Sinkhorn, as the demo's): below ~1 is optimal, a map
     # that strands fewer points by a costlier assignment shows above
-    source = x if name == "forward" else y
     cost = float(np.mean(np.sum((mapped - np.asarray(source)) ** 2, -1)))
     out[name] = dict(cost=cost / demo._sinkhorn_cost(source, fresh),
                      strays=100 * cluster.strays,

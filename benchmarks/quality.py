@@ -115,12 +115,9 @@ def main() -> None:
           ott_enot.ExpectileNeuralDual(
               dim, num_train_iters=steps, rng=jax.random.key(seed),
               progress_bar=False,
-              neural_f=ott_enot.PiecewiseMLP.from_sample(
+              **ott_enot.model.networks.piecewise_networks(
                   pair[0].sample(jax.random.key(30_000 + seed), 128),
-                  (128,) * 4 + (1,)),
-              neural_g=ott_enot.PiecewiseMLP.from_sample(
-                  pair[1].sample(jax.random.key(40_000 + seed), 128),
-                  (128,) * 4 + (1,)))
+                  pair[1].sample(jax.random.key(40_000 + seed), 128)))
       ),
       f"ott_enot defaults + pushforward {args.pushforward:g}": (
           lambda seed, steps: ott_enot.ExpectileNeuralDual(

@@ -59,19 +59,16 @@ def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
     raise ValueError(f"`network` must be one of {NETWORKS}, got {network!r}.")
   if network == "elu":
     return {}
-  sizes = tuple(networks.DEFAULT_HIDDEN) + (1,)
+  n = networks.DEFAULT_HIDDEN[0]
 
-  def sample(iterator):  # batches until there are sizes[0] points
+  def sample(iterator):  # batches until there are n points
     points = [np.asarray(next(iterator))]
-    while sum(len(p) for p in points) < sizes[0]:
+    while sum(len(p) for p in points) < n:
       points.append(np.asarray(next(iterator)))
     return np.concatenate(points)
 
-  return dict(
-      neural_f=networks.PiecewiseMLP.from_sample(sample(loaders.source_iter),
-                                                 sizes),
-      neural_g=networks.PiecewiseMLP.from_sample(sample(loaders.target_iter),
-                                                 sizes))
+  return networks.piecewise_networks(sample(loaders.source_iter),
+                                     sample(loaders.target_iter))
 
 
 def demo_solver(dim: int, steps: int, rng: jax.Array, *,

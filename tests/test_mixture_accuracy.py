@@ -19,6 +19,7 @@ import pytest
 
 import ott_enot
 from ott_enot.evaluation import metrics
+from ott_enot.model import networks
 
 SPREAD, GAP = 0.25, 2.5  # clusters' std, and the target's centres' offset
 SOURCE = np.array([[0.0, 0.0]])
@@ -48,10 +49,7 @@ def _networks(name):
   measure (a sample apart from the held-out and training ones)."""
   if name == "elu":
     return {}
-  sizes = (128, 128, 128, 128, 1)
-  x, y = _sampler(jax.random.key(7))
-  return dict(neural_f=ott_enot.PiecewiseMLP.from_sample(x, sizes),
-              neural_g=ott_enot.PiecewiseMLP.from_sample(y, sizes))
+  return networks.piecewise_networks(*_sampler(jax.random.key(7)))
 
 
 @pytest.fixture(scope="module", params=sorted(STRAYS))

@@ -413,7 +413,6 @@ def test_linen_modules_pass_through_as_they_are():
   assert isinstance(mlp, nn.Module)
 
 
-
 def _map_jump(module, params, x0, normal, delta):
   """|grad f(x0 + delta n) - grad f(x0 - delta n)|: the map's jump."""
   grad = jax.grad(lambda x: module.apply(params, x[None])[0, 0])

@@ -50,6 +50,7 @@ __all__ = [
     "default_network",
     "ConditionalMLP",
     "PiecewiseMLP",
+    "piecewise_networks",
 ]
 
 #: How a conditional model's networks take the condition.
@@ -470,6 +471,29 @@ class PiecewiseMLP(nn.Module):
     for width in hidden[1:]:
       h = self.act_fn(nn.Dense(width)(h))
     return nn.Dense(out)(h)
+
+
+def piecewise_networks(
+    source: Any, target: Any,
+    dim_hidden: Optional[Sequence[int]] = None) -> Dict[str, PiecewiseMLP]:
+  """The solver's ``neural_f`` and ``neural_g`` as :class:`PiecewiseMLP`\ s:
+  ``neural_f`` anchored at the source's sample ``source[n, d]`` (it takes
+  :math:`x`), ``neural_g`` at the target's ``target[m, d]`` (it takes
+  :math:`y`).
+
+  Args:
+    source: Source points ``[n, d]``, ``n >= dim_hidden[0]``.
+    target: Target points ``[m, d]``, ``m >= dim_hidden[0]``.
+    dim_hidden: Hidden widths then 1; default ``[128] * 4 + [1]`` (the
+      default networks' widths).
+
+  Returns:
+    ``{"neural_f": ..., "neural_g": ...}``, the solver's keyword arguments.
+  """
+  if dim_hidden is None:
+    dim_hidden = tuple(DEFAULT_HIDDEN) + (1,)
+  return dict(neural_f=PiecewiseMLP.from_sample(source, dim_hidden),
+              neural_g=PiecewiseMLP.from_sample(target, dim_hidden))
 
 
 def _check_hidden(dim_hidden: Sequence[int]) -> Tuple[int, ...]:
