@@ -7,9 +7,11 @@ each; ott's with its defaults
 (128x4 ELU MLPs, Adam 3e-4, b1 = b2 = 0.9, lambda 1: the settings of ott's
 ENOT tutorial on these mixtures), ours with its defaults but the demo's peak
 learning rate (`ours`, `--learning-rate`, default 3e-3), pushforward
-term (`--pushforward`, default 0.3; 0: ENOT as published) and networks
-(`--network`, default the demo's `piecewise`: a ReLU first layer anchored
-at data points; `elu`: the solver's default, ott's MLP), and ours
+term (`--pushforward`, default the demo's 1; 0: ENOT as published) and
+networks (`--network`, default the demo's `piecewise2`: PiecewiseMLPs with
+two ReLU layers, the first anchored at data points; `piecewise`: one ReLU
+layer, the previous demo's with `--pushforward 0.3`; `elu`: the solver's
+default, ott's MLP), and ours
 with ott's L-BFGS conjugate solver refining the forward map at inference
 (`ours+lbfgs`: T(x) = argmin_y c(x, y) - g(y) from the learned T(x); the
 same training, bit for bit; the inverse map is not refined). On
@@ -19,7 +21,8 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
 * strays: the share of mapped points farther from every cluster centre than
   3x the target's median distance to its nearest centre (a fresh sample's
   share beside it); spread: each cluster's standard deviation over the
-  target's, the widest (`metrics.cluster_report`, the mixtures' centres);
+  target's, the widest and the narrowest (`metrics.cluster_report`, the
+  mixtures' centres);
   mass: the largest difference between a cluster's share of the mapped
   points and of the fresh sample (`ClusterReport.share_error`), in
   percentage points (an independent held-out sample of the target's beside
@@ -35,7 +38,7 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
 
   python benchmarks/mixtures.py [--steps 12000 20000] [--seeds 0 1]
       [--methods ours ours+lbfgs ott] [--learning-rate 3e-3] [--batch 256]
-      [--pushforward 0.3] [--network piecewise] [--shift 3 1]
+      [--pushforward 1] [--network piecewise2] [--shift 3 1]
 
 `--shift DX DY` trains every method on both measures translated by (DX, DY)
 and judges the maps translated back, on the same points: a result that
@@ -129,6 +132,7 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
                      strays=100 * cluster.strays,
                      fresh=100 * cluster.strays_floor,
                      spread=float(np.max(cluster.spread)),
+                     narrowest=float(np.min(cluster.spread)),
                      mass=100 * cluster.share_error,
                      mass_floor=100 * metrics.cluster_report(
                          held_out, fresh, centers=centers).share_error,
@@ -163,9 +167,10 @@ def main() -> None:
                       "about the origin shows here")
   parser.add_argument("--network", choices=demo.NETWORKS,
                       default=demo.DEMO_NETWORK,
-                      help="ours' networks (the demo's: 'piecewise', a ReLU "
-                      "first layer anchored at data points; 'elu': the "
-                      "solver's default)")
+                      help="ours' networks (the demo's: 'piecewise2', two "
+                      "ReLU layers, the first anchored at data points; "
+                      "'piecewise': one ReLU layer; 'elu': the solver's "
+                      "default)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "
@@ -173,9 +178,9 @@ def main() -> None:
         f"{args.network!r}; batch {args.batch}; both measures shifted by "
         f"{args.shift or (0, 0)}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
-        "mass pts (held-out) | fit / floor | coarse / floor | cost / OT | "
+        "narrowest | mass pts (held-out) | fit / floor | coarse / floor | cost / OT | "
         "seconds |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for pair, (src, tgt) in PAIRS.items():
     for steps in args.steps:
       for method in args.methods:
@@ -193,7 +198,8 @@ def main() -> None:
                                      f"{col(k).std():{f}}")
           print(f"| {pair} | {steps} | {method} | {side} | "
                 f"{cell('strays', '.1f')} ({col('fresh').mean():.1f}) | "
-                f"{cell('spread')} | {cell('mass', '.1f')} "
+                f"{cell('spread')} | {cell('narrowest')} | "
+                f"{cell('mass', '.1f')} "
                 f"({col('mass_floor').mean():.1f}) | {cell('fit')} | "
                 f"{cell('coarse')} | {cell('cost', '.3f')} | "
                 f"{np.mean(seconds):.0f} |", flush=True)

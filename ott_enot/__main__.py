@@ -2,13 +2,13 @@
 
 Trains ENOT on ott's "square_five -> square_four" Gaussian mixtures with the
 solver's defaults but a short run's learning rate (12,000 steps of 256
-points at a peak rate of 3e-3: under 60 s of training on two CPU cores), a
-pushforward term of weight 0.3 (``pushforward_loss_coef``) and networks
+points at a peak rate of 3e-3: about 60 s of training on two CPU cores), a
+pushforward term of weight 1 (``pushforward_loss_coef``) and networks
 whose maps can jump where the OT map splits a cluster
-(:class:`~ott_enot.model.networks.PiecewiseMLP`), prints the learned OT
-cost beside ott's Sinkhorn estimate on held-out samples, the fit of both
-maps beside the resampling floor, and what a reader of the plot sees
-(strays between clusters, each cluster's spread and share of the mass)
+(:class:`~ott_enot.model.networks.PiecewiseMLP`, two ReLU layers), prints
+the learned OT cost beside ott's Sinkhorn estimate on held-out samples, the
+fit of both maps beside the resampling floor, and what a reader of the plot
+sees (strays between clusters, each cluster's spread and share of the mass)
 beside a fresh sample's, and writes a PNG of both maps.
 """
 import argparse
@@ -33,28 +33,34 @@ __all__ = ["main", "demo_solver", "demo_networks"]
 # the default learning rate (`benchmarks/mixtures.py`, 3 seeds: strays 5.6 %
 # / 7.8 % against 9.6 % / 20.2 % for the earlier demo, in 1.36x its time).
 DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
-# The pushforward term's weight (4 seeds at the demo's budget: forward strays
-# 3.9 % against 5.2 % without, every cluster within 1.21x of the target's
-# spread against 1.36x; the inverse's strays 8.3 % against 7.5 %).
-DEMO_PUSHFORWARD = 0.3
-# The networks: a ReLU first layer whose hyperplanes start through points of
-# the data, then ott's ELU layers (4 x 128), so that the maps can jump across
-# the lines where the OT map splits a cluster (`benchmarks/mixtures.py`,
-# `--network`).
-DEMO_NETWORK = "piecewise"
-NETWORKS = ("piecewise", "elu")
-_NETWORK_NAMES = {"piecewise": "networks PiecewiseMLP 4x128 (a ReLU first "
-                               "layer anchored at data points, then ELU)",
+# The pushforward term's weight and the networks (`benchmarks/mixtures.py`,
+# `--pushforward`, `--network`; 4 seeds at the demo's budget, strays forward
+# / inverse): two ReLU layers, the first's hyperplanes through points of the
+# data, then ott's ELU layers (4 x 128), so that the maps can jump (with a
+# three-way kink where two layers compose) across the lines where the OT map
+# splits a cluster, with the pushforward term at 1: 1.2 % / 3.1 %; one ReLU
+# layer ('piecewise') at 0.3: 1.4 % / 6.0 %; ott's ELU MLPs ('elu') at 0.3:
+# 3.9 % / 8.3 %, at 0 (ENOT as published) 5.2 % / 7.5 %.
+DEMO_PUSHFORWARD = 1.0
+DEMO_NETWORK = "piecewise2"
+NETWORKS = ("piecewise2", "piecewise", "elu")
+_RELU_LAYERS = {"piecewise2": 2, "piecewise": 1}
+_NETWORK_NAMES = {"piecewise2": "networks PiecewiseMLP 4x128 (two ReLU "
+                                "layers, the first through data points, "
+                                "then ELU)",
+                  "piecewise": "networks PiecewiseMLP 4x128 (a ReLU first "
+                               "layer through data points, then ELU)",
                   "elu": "networks ott's MLP 4x128 (ELU, the default)"}
 
 
 def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
   """The solver's ``neural_f`` and ``neural_g`` for ``network``:
-  ``"piecewise"`` (:class:`~ott_enot.model.networks.PiecewiseMLP` of hidden
-  widths ``[128] * 4``, ``neural_f`` anchored at 128 source points drawn
-  from ott's ``loaders.source_iter``, ``neural_g`` at 128 target points
-  from ``loaders.target_iter``) or ``"elu"`` (none given, nothing drawn:
-  the solver's default, ott's ELU MLP of the same widths)."""
+  ``"piecewise2"`` or ``"piecewise"``
+  (:class:`~ott_enot.model.networks.PiecewiseMLP` of hidden widths
+  ``[128] * 4`` with ``relu_layers`` 2 or 1, ``neural_f`` anchored at 128
+  source points drawn from ott's ``loaders.source_iter``, ``neural_g`` at
+  128 target points from ``loaders.target_iter``) or ``"elu"`` (none given,
+  nothing drawn: the solver's default, ott's ELU MLP of the same widths)."""
   if network not in NETWORKS:
     raise ValueError(f"`network` must be one of {NETWORKS}, got {network!r}.")
   if network == "elu":
@@ -68,7 +74,8 @@ def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
     return np.concatenate(points)
 
   return networks.piecewise_networks(sample(loaders.source_iter),
-                                     sample(loaders.target_iter))
+                                     sample(loaders.target_iter),
+                                     relu_layers=_RELU_LAYERS[network])
 
 
 def demo_solver(dim: int, steps: int, rng: jax.Array, *,
@@ -145,8 +152,8 @@ def _plot(potentials, x, y, fits, out: str) -> None:
     ax.set_title(
         f"{title}\nfit {float(report.fit / report.floor):.1f} x floor, "
         f"strays {100 * cluster.strays:.1f} % (fresh "
-        f"{100 * cluster.strays_floor:.1f} %), widest cluster "
-        f"{_widest(cluster)}", fontsize=10)
+        f"{100 * cluster.strays_floor:.1f} %), clusters "
+        f"{_spreads(cluster)} the target's spread", fontsize=10)
   fig.tight_layout()
   fig.savefig(out, dpi=100)
   plt.close(fig)
@@ -162,26 +169,29 @@ def _print_fits(fits) -> None:
   print("  strays: points between clusters (> 3x a target point's median "
         "distance from every centre)")
   print("  spread: each cluster's standard deviation over the target's "
-        "(widest cluster)")
+        "(the narrowest to the widest cluster)")
   print("  mass: the largest gap between a cluster's share of the points and "
         "of the target's, in percentage points (a held-out sample's beside "
         "it)")
   head = (f"  {'':22s} {'fit':>9s} {'coarse':>8s} {'strays':>8s} "
-          f"{'(fresh)':>8s} {'spread':>7s} {'mass':>6s} {'(held-out)':>10s}")
+          f"{'(fresh)':>8s} {'spread':>11s} {'mass':>6s} {'(held-out)':>10s}")
   print(head)
   for name, report, cluster, floor in fits:
     ratios = report.ratios()
     print(f"  {name:22s} {float(ratios['fit/floor']):8.2f}x "
           f"{float(ratios['coarse fit/floor']):7.2f}x "
           f"{100 * cluster.strays:7.1f}% {100 * cluster.strays_floor:7.1f}% "
-          f"{_widest(cluster):>7s} {100 * cluster.share_error:6.1f} "
+          f"{_spreads(cluster):>11s} {100 * cluster.share_error:6.1f} "
           f"{100 * floor.share_error:10.1f}")
 
 
-def _widest(cluster) -> str:
-  """The widest cluster's spread ratio ("-" when a cluster got no point)."""
+def _spreads(cluster) -> str:
+  """The narrowest and the widest cluster's spread ratios ("-" when a
+  cluster got no point)."""
   spread = np.asarray(cluster.spread)
-  return f"{spread.max():.2f}x" if np.isfinite(spread).all() else "-"
+  if not np.isfinite(spread).all():
+    return "-"
+  return f"{spread.min():.2f}-{spread.max():.2f}x"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -202,11 +212,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       "(pushforward_loss_coef; 0: ENOT as published, the "
                       "solver's default)")
   parser.add_argument("--network", choices=NETWORKS, default=DEMO_NETWORK,
-                      help="the potentials' networks: 'piecewise' "
-                      "(PiecewiseMLP, a ReLU first layer anchored at data "
-                      "points: maps that can jump where the OT map splits a "
-                      "cluster) or 'elu' (the solver's default, ott's ELU "
-                      "MLP)")
+                      help="the potentials' networks: 'piecewise2' "
+                      "(PiecewiseMLP, two ReLU layers, the first through "
+                      "data points: maps that can jump where the OT map "
+                      "splits a cluster), 'piecewise' (one ReLU layer, the "
+                      "previous demo's with --pushforward 0.3) or 'elu' "
+                      "(the solver's default, ott's ELU MLP)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "
                       "validation's)")

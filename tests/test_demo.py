@@ -31,12 +31,18 @@ def test_demo_networks_anchor_at_the_loaders_points():
   batches = lambda start: (np.full((50, 2), start + i, np.float32)
                            for i in range(10))  # batches of 50 points
   loaders = datasets.Dataset(source_iter=batches(0), target_iter=batches(100))
-  nets = demo.demo_networks("piecewise", loaders)
+  nets = demo.demo_networks(demo.DEMO_NETWORK, loaders)
   # 128 points from the first three batches of each measure
   np.testing.assert_array_equal(np.asarray(nets["neural_f"].anchors)[:, 0],
                                 np.repeat([0, 1, 2], 50)[:128])
   np.testing.assert_array_equal(np.asarray(nets["neural_g"].anchors)[:, 0],
                                 np.repeat([100, 101, 102], 50)[:128])
+  # the demo's: two ReLU layers; 'piecewise' (the previous demo's): one
+  assert nets["neural_f"].relu_layers == nets["neural_g"].relu_layers == 2
+  one = demo.demo_networks("piecewise", loaders)
+  assert one["neural_f"].relu_layers == one["neural_g"].relu_layers == 1
+  # the next points: the loaders moved on by three batches
+  assert np.asarray(one["neural_f"].anchors)[0, 0] == 3
   assert demo.demo_networks("elu", loaders) == {}  # the solver's default
   with pytest.raises(ValueError, match="`network` must be one of"):
     demo.demo_networks("relu", loaders)

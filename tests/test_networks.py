@@ -420,9 +420,9 @@ def _map_jump(module, params, x0, normal, delta):
                                - grad(x0 - delta * normal)))
 
 
-def _piecewise(shift=0.0, sizes=(16, 16, 1)):
+def _piecewise(shift=0.0, sizes=(16, 16, 1), **kwargs):
   points = jax.random.normal(jax.random.key(3), (40, 2)) * 2.0 + shift
-  module = ott_enot.PiecewiseMLP.from_sample(points, sizes)
+  module = ott_enot.PiecewiseMLP.from_sample(points, sizes, **kwargs)
   return module, module.init(jax.random.key(0), jnp.zeros((1, 2))), points
 
 
@@ -450,10 +450,27 @@ def test_piecewise_mlp_map_jumps_across_its_first_layers_hyperplanes():
   assert smooth_jumps[1] < 0.05 * smooth_jumps[0], smooth_jumps
 
 
-def test_piecewise_mlp_is_equivariant_to_translating_the_data():
+def test_piecewise_mlp_relu_layers_makes_the_next_layers_relu():
+  x = jax.random.normal(jax.random.key(4), (64, 2)) * 3.0
+  hessian = jax.vmap(jax.hessian(lambda module, params, point: module.apply(
+      params, point[None])[0, 0], argnums=2), in_axes=(None, None, 0))
+  # every hidden layer ReLU: f is piecewise linear, grad f piecewise
+  # constant (zero Hessian away from the kinks)
+  module, params, _ = _piecewise(sizes=(16, 16, 16, 1), relu_layers=3)
+  assert float(jnp.abs(hessian(module, params, x)).max()) < 1e-6
+  # the same parameters with ELU after the first layer, or the second: the
+  # map bends between the kinks
+  for relu_layers in (1, 2):
+    smooth = module.clone(relu_layers=relu_layers)
+    assert float(jnp.abs(hessian(smooth, params, x)).max()) > 1e-3
+    assert not np.allclose(smooth.apply(params, x), module.apply(params, x))
+
+
+@pytest.mark.parametrize("relu_layers", [1, 2])
+def test_piecewise_mlp_is_equivariant_to_translating_the_data(relu_layers):
   shift = jnp.array([3.0, -1.0])
-  module, params, _ = _piecewise()
-  moved, moved_params, _ = _piecewise(shift)
+  module, params, _ = _piecewise(relu_layers=relu_layers)
+  moved, moved_params, _ = _piecewise(shift, relu_layers=relu_layers)
   x = jax.random.normal(jax.random.key(4), (64, 2)) * 3.0
   np.testing.assert_allclose(moved.apply(moved_params, x + shift),
                              module.apply(params, x), rtol=1e-5, atol=1e-5)
@@ -469,6 +486,14 @@ def test_piecewise_mlp_is_equivariant_to_translating_the_data():
     (lambda: ott_enot.PiecewiseMLP.from_sample(
         np.zeros((16, 3)), (16, 1)).init(jax.random.key(0), jnp.zeros((1, 2))),
      "anchors.*16 points of the data's dimension 2"),
+    (lambda: ott_enot.PiecewiseMLP.from_sample(
+        np.zeros((16, 2)), (16, 16, 1), relu_layers=3),
+     "relu_layers.*from 1 to the number of hidden layers .2"),
+    (lambda: ott_enot.PiecewiseMLP.from_sample(
+        np.zeros((16, 2)), (16, 16, 1), relu_layers=0), "relu_layers"),
+    (lambda: ott_enot.PiecewiseMLP(
+        (16, 16, 1), anchors=((0.0, 0.0),) * 16, relu_layers=2.0).init(
+            jax.random.key(0), jnp.zeros((1, 2))), "relu_layers.*got 2.0"),
 ])
 def test_piecewise_mlp_refuses_bad_samples(make, match):
   with pytest.raises(ValueError, match=match):
