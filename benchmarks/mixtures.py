@@ -7,7 +7,8 @@ each; ott's with its defaults
 (128x4 ELU MLPs, Adam 3e-4, b1 = b2 = 0.9, lambda 1: the settings of ott's
 ENOT tutorial on these mixtures), ours with its defaults but the demo's peak
 learning rate (`ours`, `--learning-rate`, default 3e-3), pushforward
-term (`--pushforward`, default the demo's 1; 0: ENOT as published) and
+term (`--pushforward`, default the demo's 1; 0: ENOT as published),
+expectile (`--expectile`, default the demo's 0.999; the solver's 0.99) and
 networks (`--network`, default the demo's `piecewise2`: PiecewiseMLPs with
 two ReLU layers, the first anchored at data points; `piecewise`: one ReLU
 layer, the previous demo's with `--pushforward 0.3`; `elu`: the solver's
@@ -38,7 +39,8 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
 
   python benchmarks/mixtures.py [--steps 12000 20000] [--seeds 0 1]
       [--methods ours ours+lbfgs ott] [--learning-rate 3e-3] [--batch 256]
-      [--pushforward 1] [--network piecewise2] [--shift 3 1]
+      [--pushforward 1] [--expectile 0.999] [--network piecewise2]
+      [--shift 3 1]
 
 `--shift DX DY` trains every method on both measures translated by (DX, DY)
 and judges the maps translated back, on the same points: a result that
@@ -65,7 +67,8 @@ def _train(method: str, src: str, tgt: str, steps: int, seed: int,
            learning_rate: float = demo.DEMO_LEARNING_RATE,
            batch: int = demo.DEMO_BATCH,
            pushforward: float = demo.DEMO_PUSHFORWARD,
-           network: str = demo.DEMO_NETWORK, shift=None):
+           network: str = demo.DEMO_NETWORK, shift=None,
+           expectile: float = demo.DEMO_EXPECTILE):
   rng_data, rng_solver = jax.random.split(jax.random.key(seed))
   train, valid, dim = datasets.create_gaussian_mixture_samplers(
       src, tgt, train_batch_size=batch, valid_batch_size=2048, rng=rng_data)
@@ -76,7 +79,7 @@ def _train(method: str, src: str, tgt: str, steps: int, seed: int,
               if method == "ours+lbfgs" else {})
     solver = demo.demo_solver(
         dim, steps, rng_solver, learning_rate=learning_rate,
-        pushforward=pushforward, **refine,
+        pushforward=pushforward, expectile=expectile, **refine,
         **demo.demo_networks(network, valid))
   else:
     solver = ott_enot_lib.ExpectileNeuralDual(
@@ -159,6 +162,10 @@ def main() -> None:
                       default=demo.DEMO_PUSHFORWARD,
                       help="ours' pushforward_loss_coef (the solver's "
                       "default is 0)")
+  parser.add_argument("--expectile", type=float,
+                      default=demo.DEMO_EXPECTILE,
+                      help="ours' expectile tau (the solver's default is "
+                      "0.99)")
   parser.add_argument("--shift", type=float, nargs=2, default=None,
                       metavar=("DX", "DY"),
                       help="translate both measures by (DX, DY) for "
@@ -174,7 +181,8 @@ def main() -> None:
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "
-        f"{args.learning_rate:g}, pushforward {args.pushforward:g}, networks "
+        f"{args.learning_rate:g}, pushforward {args.pushforward:g}, "
+        f"expectile {args.expectile:g}, networks "
         f"{args.network!r}; batch {args.batch}; both measures shifted by "
         f"{args.shift or (0, 0)}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
@@ -189,7 +197,7 @@ def main() -> None:
           potentials, sec = _train(method, src, tgt, steps, seed,
                                    args.learning_rate, args.batch,
                                    args.pushforward, args.network,
-                                   args.shift)
+                                   args.shift, args.expectile)
           rows.append(_judge(potentials, src, tgt, args.eval, seed))
           seconds.append(sec)
         for side in ("forward", "inverse"):

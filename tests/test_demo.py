@@ -3,6 +3,7 @@ the loaders' points."""
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from ott import datasets
@@ -46,3 +47,13 @@ def test_demo_networks_anchor_at_the_loaders_points():
   assert demo.demo_networks("elu", loaders) == {}  # the solver's default
   with pytest.raises(ValueError, match="`network` must be one of"):
     demo.demo_networks("relu", loaders)
+
+
+def test_demo_solver_takes_the_demos_settings():
+  solver = demo.demo_solver(2, 10, jax.random.key(0))
+  assert solver.expectile == demo.DEMO_EXPECTILE == 0.999
+  assert solver.pushforward_loss_coef == demo.DEMO_PUSHFORWARD == 1.0
+  # the flags reach the solver
+  other = demo.demo_solver(2, 10, jax.random.key(0), expectile=0.99,
+                           pushforward=0.3)
+  assert (other.expectile, other.pushforward_loss_coef) == (0.99, 0.3)
