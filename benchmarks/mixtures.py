@@ -11,8 +11,8 @@ term (`--pushforward`, default the demo's 1; 0: ENOT as published),
 expectile (`--expectile`, default the demo's 0.999; the solver's 0.99) and
 networks (`--network`, default the demo's `piecewise2`: PiecewiseMLPs with
 two ReLU layers, the first anchored at data points; `piecewise`: one ReLU
-layer, the previous demo's with `--pushforward 0.3`; `elu`: the solver's
-default, ott's MLP), and ours
+layer, the previous demo's with `--pushforward 0.3 --expectile 0.99`;
+`elu`: the solver's default, ott's MLP), and ours
 with ott's L-BFGS conjugate solver refining the forward map at inference
 (`ours+lbfgs`: T(x) = argmin_y c(x, y) - g(y) from the learned T(x); the
 same training, bit for bit; the inverse map is not refined). On

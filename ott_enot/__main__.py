@@ -232,7 +232,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       "(PiecewiseMLP, two ReLU layers, the first through "
                       "data points: maps that can jump where the OT map "
                       "splits a cluster), 'piecewise' (one ReLU layer, the "
-                      "previous demo's with --pushforward 0.3) or 'elu' "
+                      "previous demo's with --pushforward 0.3 --expectile "
+                      "0.99) or 'elu' "
                       "(the solver's default, ott's ELU MLP)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "
