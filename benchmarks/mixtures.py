@@ -186,8 +186,8 @@ def main() -> None:
         f"{args.network!r}; batch {args.batch}; both measures shifted by "
         f"{args.shift or (0, 0)}")
   print("| pair | steps | method | map | strays % (fresh) | widest spread | "
-        "narrowest | mass pts (held-out) | fit / floor | coarse / floor | cost / OT | "
-        "seconds |")
+        "narrowest | mass pts (held-out) | fit / floor | coarse / floor | "
+        "cost / OT | seconds |")
   print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for pair, (src, tgt) in PAIRS.items():
     for steps in args.steps:

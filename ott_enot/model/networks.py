@@ -375,9 +375,10 @@ class PiecewiseMLP(nn.Module):
 
   with :math:`\sigma_l` the ReLU for :math:`l \le` ``relu_layers`` and the
   ELU after, and the first layer's unit :math:`i` the hyperplane through the
-  point :math:`a_i` with normal :math:`w_i` (both learned). :math:`f` is smooth between the hyperplanes and has a
-  kink on each, so that :math:`\nabla f` and the twist map :math:`T(x) = x -
-  (\nabla h)^{-1}(\nabla f(x))` can jump there: where the OT map splits a
+  point :math:`a_i` with normal :math:`w_i` (both learned). :math:`f` is
+  smooth between the hyperplanes and has a kink on each, so that
+  :math:`\nabla f` and the twist map :math:`T(x) = x - (\nabla
+  h)^{-1}(\nabla f(x))` can jump there: where the OT map splits a
   source cluster between two target clusters, a smooth network (the
   default, ELU throughout) can only ramp across the split line, and the
   points on the ramp land between clusters. With ``relu_layers=2`` the
@@ -402,12 +403,12 @@ class PiecewiseMLP(nn.Module):
   On ott's ``square_five`` to ``square_four`` at the demo's budget (12,000
   steps of 256, 4 seeds) the forward map strands 1.4 % of the points
   between clusters against 3.9 % with the default networks, the inverse
-  6.0 % against 8.3 % (the pushforward term at 0.3), and with
-  ``relu_layers=2`` and the pushforward term at 1 1.2 % and 3.1 % (the
-  demo's, with the expectile at 0.999, which keeps the clusters' masses and
-  widths: 1.6 % and 4.1 %), at the same cost; with both measures shifted by (3, 1) 1.4 % and
-  4.1 %, where the default networks' forward strays double
-  (``benchmarks/mixtures.py --network``, ``--shift``). A second ReLU layer
+  6.0 % against 8.3 % (the pushforward term at 0.3), at the same cost.
+  With ``relu_layers=2``, the pushforward term at 1 and the expectile at
+  0.999 (the demo's, which keeps the clusters' masses and widths): 1.6 % and
+  4.1 %, and 1.0 % and 3.6 % with both measures shifted by (3, 1), where the
+  default networks' forward strays double (``benchmarks/mixtures.py
+  --network``, ``--shift``). A second ReLU layer
   without the pushforward term's pull widens the inverse's clusters
   (1.15-1.2x). On a smooth map (a Gaussian pair) the kinks cost accuracy,
   3-7x the default networks' L2-UV (``benchmarks/quality.py``): it is for
