@@ -12,7 +12,8 @@ expectile (`--expectile`, default the demo's 0.999; the solver's 0.99) and
 networks (`--network`, default the demo's `piecewise2`: PiecewiseMLPs with
 two ReLU layers, the first anchored at data points; `piecewise`: one ReLU
 layer, the previous demo's with `--pushforward 0.3 --expectile 0.99`;
-`elu`: the solver's default, ott's MLP), and ours
+`piecewise3`: three, for 20,000 steps; `elu`: the solver's default, ott's
+MLP), and ours
 with ott's L-BFGS conjugate solver refining the forward map at inference
 (`ours+lbfgs`: T(x) = argmin_y c(x, y) - g(y) from the learned T(x); the
 same training, bit for bit; the inverse map is not refined). On
@@ -176,8 +177,8 @@ def main() -> None:
                       default=demo.DEMO_NETWORK,
                       help="ours' networks (the demo's: 'piecewise2', two "
                       "ReLU layers, the first anchored at data points; "
-                      "'piecewise': one ReLU layer; 'elu': the solver's "
-                      "default)")
+                      "'piecewise': one ReLU layer; 'piecewise3': three; "
+                      "'elu': the solver's default)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "

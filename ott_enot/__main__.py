@@ -54,21 +54,24 @@ DEMO_PUSHFORWARD = 1.0
 # 2.6 %, 0.78x).
 DEMO_EXPECTILE = 0.999
 DEMO_NETWORK = "piecewise2"
-NETWORKS = ("piecewise2", "piecewise", "elu")
-_RELU_LAYERS = {"piecewise2": 2, "piecewise": 1}
+NETWORKS = ("piecewise2", "piecewise", "piecewise3", "elu")
+_RELU_LAYERS = {"piecewise2": 2, "piecewise": 1, "piecewise3": 3}
 _NETWORK_NAMES = {"piecewise2": "networks PiecewiseMLP 4x128 (two ReLU "
                                 "layers, the first through data points, "
                                 "then ELU)",
                   "piecewise": "networks PiecewiseMLP 4x128 (a ReLU first "
                                "layer through data points, then ELU)",
+                  "piecewise3": "networks PiecewiseMLP 4x128 (three ReLU "
+                                "layers, the first through data points, "
+                                "then ELU)",
                   "elu": "networks ott's MLP 4x128 (ELU, the default)"}
 
 
 def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
   """The solver's ``neural_f`` and ``neural_g`` for ``network``:
-  ``"piecewise2"`` or ``"piecewise"``
+  ``"piecewise2"``, ``"piecewise"`` or ``"piecewise3"``
   (:class:`~ott_enot.model.networks.PiecewiseMLP` of hidden widths
-  ``[128] * 4`` with ``relu_layers`` 2 or 1, ``neural_f`` anchored at 128
+  ``[128] * 4`` with ``relu_layers`` 2, 1 or 3, ``neural_f`` anchored at 128
   source points drawn from ott's ``loaders.source_iter``, ``neural_g`` at
   128 target points from ``loaders.target_iter``) or ``"elu"`` (none given,
   nothing drawn: the solver's default, ott's ELU MLP of the same widths)."""
@@ -233,7 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       "data points: maps that can jump where the OT map "
                       "splits a cluster), 'piecewise' (one ReLU layer, the "
                       "previous demo's with --pushforward 0.3 --expectile "
-                      "0.99) or 'elu' "
+                      "0.99), 'piecewise3' (three: for longer runs) or "
+                      "'elu' "
                       "(the solver's default, ott's ELU MLP)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "

@@ -44,6 +44,8 @@ def test_demo_networks_anchor_at_the_loaders_points():
   assert one["neural_f"].relu_layers == one["neural_g"].relu_layers == 1
   # the next points: the loaders moved on by three batches
   assert np.asarray(one["neural_f"].anchors)[0, 0] == 3
+  three = demo.demo_networks("piecewise3", loaders)
+  assert three["neural_f"].relu_layers == three["neural_g"].relu_layers == 3
   assert demo.demo_networks("elu", loaders) == {}  # the solver's default
   with pytest.raises(ValueError, match="`network` must be one of"):
     demo.demo_networks("relu", loaders)
