@@ -195,10 +195,11 @@ def main() -> None:
       for method in args.methods:
         rows, seconds = [], []
         for seed in args.seeds:
-          potentials, sec = _train(method, src, tgt, steps, seed,
-                                   args.learning_rate, args.batch,
-                                   args.pushforward, args.network,
-                                   args.shift, args.expectile)
+          potentials, sec = _train(
+              method, src, tgt, steps, seed,
+              learning_rate=args.learning_rate, batch=args.batch,
+              pushforward=args.pushforward, network=args.network,
+              shift=args.shift, expectile=args.expectile)
           rows.append(_judge(potentials, src, tgt, args.eval, seed))
           seconds.append(sec)
         for side in ("forward", "inverse"):

@@ -40,9 +40,8 @@ DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
 # data, then ott's ELU layers (4 x 128), so that the maps can jump (with a
 # three-way kink where two layers compose) across the lines where the OT map
 # splits a cluster, with the pushforward term at 1: 1.2 % / 3.1 % (tau 0.99,
-# below); one ReLU
-# layer ('piecewise') at 0.3: 1.4 % / 6.0 %; ott's ELU MLPs ('elu') at 0.3:
-# 3.9 % / 8.3 %, at 0 (ENOT as published) 5.2 % / 7.5 %.
+# below); one ReLU layer ('piecewise') at 0.3: 1.4 % / 6.0 %; ott's ELU MLPs
+# ('elu') at 0.3: 3.9 % / 8.3 %, at 0 (ENOT as published) 5.2 % / 7.5 %.
 DEMO_PUSHFORWARD = 1.0
 # The expectile tau (the solver's default 0.99): closer to 1, the regulariser
 # holds the potentials nearer a c-conjugate pair, so that their levels from
@@ -54,8 +53,9 @@ DEMO_PUSHFORWARD = 1.0
 # 2.6 %, 0.78x).
 DEMO_EXPECTILE = 0.999
 DEMO_NETWORK = "piecewise2"
-NETWORKS = ("piecewise2", "piecewise", "piecewise3", "elu")
+# each PiecewiseMLP choice's ReLU layers; "elu" is the solver's default
 _RELU_LAYERS = {"piecewise2": 2, "piecewise": 1, "piecewise3": 3}
+NETWORKS = (*_RELU_LAYERS, "elu")
 _NETWORK_NAMES = {"piecewise2": "networks PiecewiseMLP 4x128 (two ReLU "
                                 "layers, the first through data points, "
                                 "then ELU)",
