@@ -9,11 +9,10 @@ ENOT tutorial on these mixtures), ours with its defaults but the demo's peak
 learning rate (`ours`, `--learning-rate`, default 3e-3), pushforward
 term (`--pushforward`, default the demo's 1; 0: ENOT as published),
 expectile (`--expectile`, default the demo's 0.999; the solver's 0.99) and
-networks (`--network`, default the demo's `piecewise2`: PiecewiseMLPs with
-two ReLU layers, the first anchored at data points; `piecewise`: one ReLU
-layer, the previous demo's with `--pushforward 0.3 --expectile 0.99`;
-`piecewise3`: three, for 20,000 steps; `elu`: the solver's default, ott's
-MLP), and ours
+networks (`--network`, default the demo's `piecewise3`: PiecewiseMLPs with
+three ReLU layers, the first anchored at data points; `piecewise2`: two;
+`piecewise`: one, the earlier demo's with `--pushforward 0.3 --expectile
+0.99`; `elu`: the solver's default, ott's MLP), and ours
 with ott's L-BFGS conjugate solver refining the forward map at inference
 (`ours+lbfgs`: T(x) = argmin_y c(x, y) - g(y) from the learned T(x); the
 same training, bit for bit; the inverse map is not refined). On
@@ -40,7 +39,7 @@ inverse T^-1(y) -> x), against a fresh sample of the map's target:
 
   python benchmarks/mixtures.py [--steps 12000 20000] [--seeds 0 1]
       [--methods ours ours+lbfgs ott] [--learning-rate 3e-3] [--batch 256]
-      [--pushforward 1] [--expectile 0.999] [--network piecewise2]
+      [--pushforward 1] [--expectile 0.999] [--network piecewise3]
       [--shift 3 1]
 
 `--shift DX DY` trains every method on both measures translated by (DX, DY)
@@ -175,10 +174,10 @@ def main() -> None:
                       "about the origin shows here")
   parser.add_argument("--network", choices=demo.NETWORKS,
                       default=demo.DEMO_NETWORK,
-                      help="ours' networks (the demo's: 'piecewise2', two "
+                      help="ours' networks (the demo's: 'piecewise3', three "
                       "ReLU layers, the first anchored at data points; "
-                      "'piecewise': one ReLU layer; 'piecewise3': three; "
-                      "'elu': the solver's default)")
+                      "'piecewise2': two; 'piecewise': one; 'elu': the "
+                      "solver's default)")
   args = parser.parse_args()
   print(f"commit {common.commit()}; held-out {args.eval} points per measure;"
         f" mean ± std over seeds {args.seeds}; ours' learning rate "

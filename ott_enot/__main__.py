@@ -6,7 +6,7 @@ points at a peak rate of 3e-3: about 60 s of training on two CPU cores), a
 pushforward term of weight 1 (``pushforward_loss_coef``), the expectile
 τ at 0.999 and networks
 whose maps can jump where the OT map splits a cluster
-(:class:`~ott_enot.model.networks.PiecewiseMLP`, two ReLU layers), prints
+(:class:`~ott_enot.model.networks.PiecewiseMLP`, three ReLU layers), prints
 the learned OT cost beside ott's Sinkhorn estimate on held-out samples, the
 fit of both maps beside the resampling floor, and what a reader of the plot
 sees (strays between clusters, each cluster's spread and share of the mass)
@@ -36,42 +36,41 @@ __all__ = ["main", "demo_solver", "demo_networks"]
 DEMO_STEPS, DEMO_BATCH, DEMO_LEARNING_RATE = 12_000, 256, 3e-3
 # The pushforward term's weight and the networks (`benchmarks/mixtures.py`,
 # `--pushforward`, `--network`; 4 seeds at the demo's budget, strays forward
-# / inverse): two ReLU layers, the first's hyperplanes through points of the
-# data, then ott's ELU layers (4 x 128), so that the maps can jump (with a
-# three-way kink where two layers compose) across the lines where the OT map
-# splits a cluster, with the pushforward term at 1: 1.2 % / 3.1 % (tau 0.99,
-# below); one ReLU layer ('piecewise') at 0.3: 1.4 % / 6.0 %; ott's ELU MLPs
-# ('elu') at 0.3: 3.9 % / 8.3 %, at 0 (ENOT as published) 5.2 % / 7.5 %.
+# / inverse): three ReLU layers, the first's hyperplanes through points of
+# the data, then an ELU layer as in ott's MLP (4 x 128), so that the maps
+# can jump (with many-way kinks where ReLU layers compose) across the lines
+# where the OT map splits a cluster, with the pushforward term at 1 and tau
+# 0.999 (below): 0.9 % / 3.2 %, at 20,000 steps 1.2 % / 1.9 %; two ReLU
+# layers ('piecewise2'): 1.6 % / 4.1 %, at 20,000 steps 1.0 % / 2.35 %; one
+# ReLU layer ('piecewise') with the pushforward term at 0.3 and tau 0.99:
+# 1.4 % / 6.0 %; ott's ELU MLPs ('elu') at 0.3: 3.9 % / 8.3 %, at 0 (ENOT as
+# published) 5.2 % / 7.5 %.
 DEMO_PUSHFORWARD = 1.0
 # The expectile tau (the solver's default 0.99): closer to 1, the regulariser
 # holds the potentials nearer a c-conjugate pair, so that their levels from
 # one cluster to the next, by which the other side's map splits a cluster,
-# are right (4 seeds at the demo's budget: the inverse's narrowest cluster
-# 0.94x the target's spread and its mass error 2.2 points, the sampling
-# noise, against 0.79x and 4.6 at 0.99; strays 1.6 % / 4.1 % against 1.2 %
-# / 3.1 %; at 20,000 steps 1.0 % / 2.4 %, narrowest 0.90x, against 1.1 % /
-# 2.6 %, 0.78x).
+# are right (two ReLU layers, 4 seeds at the demo's budget: the inverse's
+# narrowest cluster 0.94x the target's spread and its mass error 2.2
+# points, the sampling noise, against 0.79x and 4.6 at 0.99; at 20,000
+# steps narrowest 0.90x against 0.78x).
 DEMO_EXPECTILE = 0.999
-DEMO_NETWORK = "piecewise2"
+DEMO_NETWORK = "piecewise3"
 # each PiecewiseMLP choice's ReLU layers; "elu" is the solver's default
-_RELU_LAYERS = {"piecewise2": 2, "piecewise": 1, "piecewise3": 3}
+_RELU_LAYERS = {"piecewise3": 3, "piecewise2": 2, "piecewise": 1}
 NETWORKS = (*_RELU_LAYERS, "elu")
-_NETWORK_NAMES = {"piecewise2": "networks PiecewiseMLP 4x128 (two ReLU "
-                                "layers, the first through data points, "
-                                "then ELU)",
-                  "piecewise": "networks PiecewiseMLP 4x128 (a ReLU first "
-                               "layer through data points, then ELU)",
-                  "piecewise3": "networks PiecewiseMLP 4x128 (three ReLU "
-                                "layers, the first through data points, "
-                                "then ELU)",
-                  "elu": "networks ott's MLP 4x128 (ELU, the default)"}
+_NETWORK_NAMES = {
+    **{name: f"networks PiecewiseMLP 4x128 ({count} ReLU layer"
+             f"{'s' * (k > 1)}, the first through data points, then ELU)"
+       for (name, k), count in zip(_RELU_LAYERS.items(),
+                                   ("three", "two", "one"))},
+    "elu": "networks ott's MLP 4x128 (ELU, the default)"}
 
 
 def demo_networks(network: str, loaders: datasets.Dataset) -> dict:
   """The solver's ``neural_f`` and ``neural_g`` for ``network``:
-  ``"piecewise2"``, ``"piecewise"`` or ``"piecewise3"``
+  ``"piecewise3"``, ``"piecewise2"`` or ``"piecewise"``
   (:class:`~ott_enot.model.networks.PiecewiseMLP` of hidden widths
-  ``[128] * 4`` with ``relu_layers`` 2, 1 or 3, ``neural_f`` anchored at 128
+  ``[128] * 4`` with ``relu_layers`` 3, 2 or 1, ``neural_f`` anchored at 128
   source points drawn from ott's ``loaders.source_iter``, ``neural_g`` at
   128 target points from ``loaders.target_iter``) or ``"elu"`` (none given,
   nothing drawn: the solver's default, ott's ELU MLP of the same widths)."""
@@ -231,14 +230,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="the expectile tau (the solver's default is "
                       "0.99)")
   parser.add_argument("--network", choices=NETWORKS, default=DEMO_NETWORK,
-                      help="the potentials' networks: 'piecewise2' "
-                      "(PiecewiseMLP, two ReLU layers, the first through "
+                      help="the potentials' networks: 'piecewise3' "
+                      "(PiecewiseMLP, three ReLU layers, the first through "
                       "data points: maps that can jump where the OT map "
-                      "splits a cluster), 'piecewise' (one ReLU layer, the "
-                      "previous demo's with --pushforward 0.3 --expectile "
-                      "0.99), 'piecewise3' (three: for longer runs) or "
-                      "'elu' "
-                      "(the solver's default, ott's ELU MLP)")
+                      "splits a cluster), 'piecewise2' (two ReLU layers), "
+                      "'piecewise' (one: the earlier demo's with "
+                      "--pushforward 0.3 --expectile 0.99) or 'elu' (the "
+                      "solver's default, ott's ELU MLP)")
   parser.add_argument("--valid", type=int, default=2048,
                       help="validation batch (the returned map is the best "
                       "validation's)")

@@ -38,14 +38,14 @@ def test_demo_networks_anchor_at_the_loaders_points():
                                 np.repeat([0, 1, 2], 50)[:128])
   np.testing.assert_array_equal(np.asarray(nets["neural_g"].anchors)[:, 0],
                                 np.repeat([100, 101, 102], 50)[:128])
-  # the demo's: two ReLU layers; 'piecewise' (the previous demo's): one
-  assert nets["neural_f"].relu_layers == nets["neural_g"].relu_layers == 2
+  # the demo's: three ReLU layers; 'piecewise' (the earlier demo's): one
+  assert nets["neural_f"].relu_layers == nets["neural_g"].relu_layers == 3
   one = demo.demo_networks("piecewise", loaders)
   assert one["neural_f"].relu_layers == one["neural_g"].relu_layers == 1
   # the next points: the loaders moved on by three batches
   assert np.asarray(one["neural_f"].anchors)[0, 0] == 3
-  three = demo.demo_networks("piecewise3", loaders)
-  assert three["neural_f"].relu_layers == three["neural_g"].relu_layers == 3
+  two = demo.demo_networks("piecewise2", loaders)
+  assert two["neural_f"].relu_layers == two["neural_g"].relu_layers == 2
   assert demo.demo_networks("elu", loaders) == {}  # the solver's default
   with pytest.raises(ValueError, match="`network` must be one of"):
     demo.demo_networks("relu", loaders)

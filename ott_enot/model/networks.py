@@ -388,7 +388,8 @@ class PiecewiseMLP(nn.Module):
   \mathrm{relu}(\mathrm{relu}(\ell_1 - \ell_2) + \ell_2 - \ell_3) +
   \ell_3` for affine :math:`\ell_j` takes two ReLU layers), where the OT
   map splits a cluster three ways (a Y; one layer's kinks are whole
-  lines).
+  lines). With ``relu_layers=k``, :math:`f` can take the maximum of up to
+  :math:`2^k` affine pieces, width permitting.
 
   The points :math:`a_i` start at ``anchors``, a sample of the measure the
   network takes (the source's for ``neural_f``, the target's for
@@ -404,14 +405,16 @@ class PiecewiseMLP(nn.Module):
   steps of 256, 4 seeds) the forward map strands 1.4 % of the points
   between clusters against 3.9 % with the default networks, the inverse
   6.0 % against 8.3 % (the pushforward term at 0.3), at the same cost.
-  With ``relu_layers=2``, the pushforward term at 1 and the expectile at
-  0.999 (the demo's, which keeps the clusters' masses and widths): 1.6 % and
-  4.1 %, and 1.0 % and 3.6 % with both measures shifted by (3, 1), where the
-  default networks' forward strays double (``benchmarks/mixtures.py
-  --network``, ``--shift``). A second ReLU layer
-  without the pushforward term's pull widens the inverse's clusters
-  (1.15-1.2x). On a smooth map (a Gaussian pair) the kinks cost accuracy,
-  3-7x the default networks' L2-UV (``benchmarks/quality.py``): it is for
+  With ``relu_layers=3``, the pushforward term at 1 and the expectile at
+  0.999 (the demo's, which keeps the clusters' masses and widths): 0.9 % and
+  3.2 %, every cluster 0.92-1.02x the target's spread, and 1.5 % and 3.6 %
+  with both measures shifted by (3, 1), where the default networks' forward
+  strays double (``benchmarks/mixtures.py --network``, ``--shift``); at
+  20,000 steps 1.2 % and 1.9 %. With ``relu_layers=2``: 1.6 % and 4.1 %, at
+  20,000 steps 1.0 % and 2.35 %. A second ReLU layer without the pushforward
+  term's pull widens the inverse's clusters (1.15-1.2x). On a smooth map
+  (a Gaussian pair) the kinks cost accuracy, 3-7x the default networks'
+  L2-UV with one or two ReLU layers (``benchmarks/quality.py``): it is for
   maps that split clusters, not the default.
 
   Args:
@@ -426,7 +429,7 @@ class PiecewiseMLP(nn.Module):
     act_fn: Activation :math:`\sigma` of the layers after the ReLU ones
       (ELU, as ott's ENOT networks).
     relu_layers: How many hidden layers, from the first, are ReLU (1 to
-      the number of hidden layers; the demo's networks: 2).
+      the number of hidden layers; the demo's networks: 3).
   """
   dim_hidden: Sequence[int]
   anchors: Tuple[Tuple[float, ...], ...]
