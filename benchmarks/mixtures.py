@@ -58,7 +58,7 @@ from ott.neural.networks.layers import conjugate
 
 import common
 from ott_enot import __main__ as demo
-from ott_enot.evaluation import metrics, problems
+from ott_enot.evaluation import problems
 
 PAIRS = {"square_five->square_four": ("square_five", "square_four")}
 
@@ -124,9 +124,8 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
       ("inverse", y, potentials.transport(y, forward=False), fresh_x, x,
        src)):
     mapped = np.asarray(mapped)
-    centers = problems.mixture_centers(measure)
-    cluster = metrics.cluster_report(mapped, fresh, centers=centers)
-    report = metrics.fit_report(mapped, fresh).ratios()
+    report, cluster, noise = demo._judge_map(mapped, fresh, held_out, measure)
+    report = report.ratios()
     # the map's cost over the OT cost between the same points and the
     # fresh sample (Sinkhorn, as the demo's): below ~1 is optimal, a map
     # that strands fewer points by a costlier assignment shows above
@@ -137,8 +136,7 @@ def _judge(potentials, src: str, tgt: str, n: int, seed: int) -> dict:
                      spread=float(np.max(cluster.spread)),
                      narrowest=float(np.min(cluster.spread)),
                      mass=100 * cluster.share_error,
-                     mass_floor=100 * metrics.cluster_report(
-                         held_out, fresh, centers=centers).share_error,
+                     mass_floor=100 * noise.share_error,
                      fit=float(report["fit/floor"]),
                      coarse=float(report["coarse fit/floor"]))
   return out

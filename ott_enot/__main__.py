@@ -59,10 +59,9 @@ DEMO_NETWORK = "piecewise3"
 _RELU_LAYERS = {"piecewise3": 3, "piecewise2": 2, "piecewise": 1}
 NETWORKS = (*_RELU_LAYERS, "elu")
 _NETWORK_NAMES = {
-    **{name: f"networks PiecewiseMLP 4x128 ({count} ReLU layer"
-             f"{'s' * (k > 1)}, the first through data points, then ELU)"
-       for (name, k), count in zip(_RELU_LAYERS.items(),
-                                   ("three", "two", "one"))},
+    **{name: f"networks PiecewiseMLP 4x128 ({('one', 'two', 'three')[k - 1]}"
+             f" ReLU layer{'s' * (k > 1)}, the first through data points, "
+             f"then ELU)" for name, k in _RELU_LAYERS.items()},
     "elu": "networks ott's MLP 4x128 (ELU, the default)"}
 
 
@@ -138,17 +137,26 @@ def _evaluate(potentials, x, y, x2, y2):
   # each map against an independent sample of its target, whose halves give
   # the floors; the clusters' report against that sample too, and the
   # held-out sample of the map's target beside it (the shares' noise)
-  fits = []
-  for name, mapped, target, held_out, clusters in (
-      ("forward T(x) -> y", tx, y2, y, "square_four"),
-      ("inverse T^-1(y) -> x", ty, x2, x, "square_five"),
-      ("no map: x -> y", x, y2, y, "square_four")):
-    centers = problems.mixture_centers(clusters)
-    report = metrics.fit_report(mapped, target)
-    cluster = metrics.cluster_report(mapped, target, centers=centers)
-    floor = metrics.cluster_report(held_out, target, centers=centers)
-    fits.append((name, report, cluster, floor))
+  fits = [(name, *_judge_map(mapped, target, held_out, clusters))
+          for name, mapped, target, held_out, clusters in (
+              ("forward T(x) -> y", tx, y2, y, "square_four"),
+              ("inverse T^-1(y) -> x", ty, x2, x, "square_five"),
+              ("no map: x -> y", x, y2, y, "square_four"))]
   return rows, fits
+
+
+def _judge_map(mapped, target, held_out, mixture: str):
+  """A map as a reader of the plot judges it: ``mapped`` against an
+  independent sample ``target`` of the map's target, ott's mixture
+  ``mixture``: the fit (:func:`metrics.fit_report`), the clusters
+  (:func:`metrics.cluster_report` at the mixture's centres) and, for the
+  shares' sampling noise, a held-out sample ``held_out`` of the same
+  measure's clusters against ``target``.
+  ``benchmarks/mixtures.py`` judges the same."""
+  centers = problems.mixture_centers(mixture)
+  return (metrics.fit_report(mapped, target),
+          metrics.cluster_report(mapped, target, centers=centers),
+          metrics.cluster_report(held_out, target, centers=centers))
 
 
 def _plot(potentials, x, y, fits, out: str) -> None:
